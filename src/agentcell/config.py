@@ -1,0 +1,86 @@
+"""Settings: the only module that reads the environment (prefix ``AGENTCELL_``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ImageProfile = Literal["minimal", "full"]
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agentcell"
+
+
+class CellLimits(BaseSettings):
+    """Per-cell resource limits (``AGENTCELL_LIMITS__MEMORY_MB=1024`` and so on)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    memory_mb: int = Field(512, ge=32, description="memory limit; swap is not granted on top")
+    cpus: float = Field(1.0, gt=0, description="hard CPU cap, in cores")
+    cpu_shares: int = Field(
+        256, ge=2, description="CPU weight under contention (the host's own processes have 1024)"
+    )
+    pids: int = Field(256, ge=16, description="process/thread limit (pids cgroup)")
+    tmp_mb: int = Field(64, ge=1, description="size of the /tmp tmpfs")
+    shm_mb: int = Field(16, ge=1, description="size of /dev/shm")
+    workspace_mb: int = Field(
+        1024, ge=0, description="workspace quota (a loop-mounted ext4 image); 0 disables"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can set. Environment: ``AGENTCELL_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTCELL_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    instance_id: str = Field(
+        "", description="labels our containers; empty = derived from data_dir"
+    )
+    docker_host: str | None = Field(
+        None, validation_alias=AliasChoices("AGENTCELL_DOCKER_HOST", "DOCKER_HOST")
+    )
+
+    image_profile: ImageProfile = "minimal"
+    image: str = Field("", description="explicit sandbox image tag; empty = built profile image")
+    runtime: str = Field("", description="OCI runtime for cells, e.g. runsc; empty = default")
+    network: str = Field("none", description="Docker network for cells; none = no network")
+
+    limits: CellLimits = Field(default_factory=CellLimits)
+
+    pool_size: int = Field(1, ge=0, description="pre-started cells for new users; 0 disables")
+    idle_pause_s: float = Field(120, gt=0, description="idle seconds before a cell is paused")
+    idle_stop_s: float = Field(900, gt=0, description="idle seconds before a cell is stopped")
+    idle_remove_s: float = Field(
+        86400, gt=0, description="idle seconds before a cell is removed (workspace kept)"
+    )
+    reap_interval_s: float = Field(15, gt=0)
+
+    exec_timeout_s: float = Field(60, gt=0, description="default timeout of one exec")
+    exec_timeout_max_s: float = Field(3600, gt=0)
+    output_limit_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="stdout+stderr kept per exec; the rest is dropped"
+    )
+    start_timeout_s: float = Field(20, gt=0, description="wait this long for a new cell's executor")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def instance(self) -> str:
+        """Label value that marks containers as ours (one manager per data dir)."""
+        if self.instance_id:
+            return self.instance_id
+        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]

@@ -1,0 +1,109 @@
+"""One error tree. Each error says what happened and what to do next (``hint``)."""
+
+from __future__ import annotations
+
+
+class AgentcellError(Exception):
+    status_code = 500
+    code = "internal"
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class DockerUnavailable(AgentcellError):
+    status_code = 503
+    code = "docker_unavailable"
+    hint = "start Docker, or run scripts/setup, which installs and starts it"
+
+
+class ImageMissing(AgentcellError):
+    status_code = 503
+    code = "image_missing"
+
+
+class ImageBuildFailed(AgentcellError):
+    code = "image_build_failed"
+
+
+class CellStartFailed(AgentcellError):
+    status_code = 503
+    code = "cell_start_failed"
+
+
+class CellDied(AgentcellError):
+    """The cell (or its python context) died; it has been recreated. Retry the call."""
+
+    status_code = 409
+    code = "cell_died"
+
+
+class CellOutOfMemory(CellDied, MemoryError):
+    code = "out_of_memory"
+
+
+class ExecTimeout(AgentcellError, TimeoutError):
+    status_code = 408
+    code = "exec_timeout"
+
+
+class ExecutorError(AgentcellError):
+    """The executor answered something we do not understand, or hung up."""
+
+    status_code = 502
+    code = "executor_error"
+
+
+class InvalidRequest(AgentcellError, ValueError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class InvalidPath(AgentcellError, ValueError):
+    status_code = 400
+    code = "invalid_path"
+    hint = "use a path relative to the workspace, without '..', that stays inside it"
+
+
+class PathNotFound(AgentcellError, FileNotFoundError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnsupportedFileType(AgentcellError, OSError):
+    status_code = 400
+    code = "unsupported_file_type"
+    hint = "only regular files and directories can be read or written"
+
+
+class FileTooLarge(AgentcellError, OSError):
+    status_code = 413
+    code = "file_too_large"
+
+
+class WorkspaceFull(AgentcellError, OSError):
+    status_code = 507
+    code = "workspace_full"
+    hint = "delete files from the workspace, or ask the operator for a larger quota"
+
+
+# Error codes the executor sends, mapped to the exception the host raises.
+BY_CODE: dict[str, type[AgentcellError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest,
+        InvalidPath,
+        PathNotFound,
+        UnsupportedFileType,
+        FileTooLarge,
+        WorkspaceFull,
+        ExecutorError,
+    )
+}

@@ -1,0 +1,196 @@
+"""The executor's wire protocol, shared by the server in the cell and the client on the host.
+
+Standard library only. One request per connection: the client sends one request line (and, for
+``write``, its data frames), the server answers with event lines and closes. Every message is
+one JSON object on one line with a ``kind`` discriminator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+VERSION = 1
+SOCKET_NAME = "exec.sock"
+CONTROL_DIR = "/run/agentcell"  # inside the cell
+WORKSPACE = "/workspace"  # inside the cell
+CHUNK_BYTES = 256 * 1024  # raw bytes per file data frame (sent base64-encoded)
+
+Language = Literal["python", "shell"]
+Stream = Literal["stdout", "stderr"]
+EntryType = Literal["file", "dir", "link", "other"]
+
+
+@dataclass
+class Message:
+    kind: ClassVar[str]
+
+    def encode(self) -> bytes:
+        body = dataclasses.asdict(self)
+        body["kind"] = self.kind
+        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+# --- requests (host -> cell) -------------------------------------------------------------
+
+
+@dataclass
+class Ping(Message):
+    kind: ClassVar[str] = "ping"
+
+
+@dataclass
+class Exec(Message):
+    """Run code. python runs in a named, stateful context; shell runs a fresh ``bash -c``."""
+
+    kind: ClassVar[str] = "exec"
+    code: str
+    language: Language = "python"
+    context: str = "default"
+    timeout_s: float = 60.0
+    output_limit: int = 16 * 1024 * 1024
+    cwd: str = WORKSPACE
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Interrupt(Message):
+    """Interrupt whatever runs in a python context (SIGINT to its process group)."""
+
+    kind: ClassVar[str] = "interrupt"
+    context: str = "default"
+
+
+@dataclass
+class CloseContext(Message):
+    kind: ClassVar[str] = "close_context"
+    context: str = "default"
+
+
+@dataclass
+class ListDir(Message):
+    kind: ClassVar[str] = "list"
+    path: str = "."
+
+
+@dataclass
+class Read(Message):
+    kind: ClassVar[str] = "read"
+    path: str
+
+
+@dataclass
+class Write(Message):
+    """Followed by ``Chunk`` frames and one ``End``; the file is replaced atomically."""
+
+    kind: ClassVar[str] = "write"
+    path: str
+    make_parents: bool = True
+
+
+@dataclass
+class Delete(Message):
+    kind: ClassVar[str] = "delete"
+    path: str
+    recursive: bool = False
+
+
+# --- data frames (both directions) ---------------------------------------------------------
+
+
+@dataclass
+class Chunk(Message):
+    kind: ClassVar[str] = "chunk"
+    data: str  # base64
+
+
+@dataclass
+class End(Message):
+    kind: ClassVar[str] = "end"
+    size: int = 0
+
+
+# --- events (cell -> host) ------------------------------------------------------------------
+
+
+@dataclass
+class Pong(Message):
+    kind: ClassVar[str] = "pong"
+    version: int = VERSION
+    uid: int = -1
+    pid: int = -1
+
+
+@dataclass
+class Output(Message):
+    kind: ClassVar[str] = "output"
+    stream: Stream
+    data: str
+
+
+@dataclass
+class Exit(Message):
+    """The end of an exec. ``exit_code`` is negative -N when killed by signal N."""
+
+    kind: ClassVar[str] = "exit"
+    exit_code: int
+    duration_ms: float
+    truncated: bool = False
+    timed_out: bool = False
+    oom_killed: bool = False
+    context_reset: bool = False  # the python context died or was killed: its state is gone
+
+
+@dataclass
+class Entry:
+    name: str
+    path: str  # relative to the workspace
+    type: EntryType
+    size: int
+    modified_at: float  # unix time
+
+
+@dataclass
+class Entries(Message):
+    kind: ClassVar[str] = "entries"
+    entries: list[Entry]
+
+
+@dataclass
+class Ok(Message):
+    kind: ClassVar[str] = "ok"
+
+
+@dataclass
+class Error(Message):
+    """``code`` is one of agentcell.errors.BY_CODE's keys."""
+
+    kind: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+MESSAGES: dict[str, type[Message]] = {
+    cls.kind: cls
+    for cls in (
+        Ping, Exec, Interrupt, CloseContext, ListDir, Read, Write, Delete,
+        Chunk, End, Pong, Output, Exit, Entries, Ok, Error,
+    )
+}
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def decode(line: bytes | str) -> Message:
+    try:
+        body: Any = json.loads(line)
+        cls = MESSAGES[body.pop("kind")]
+        if cls is Entries:
+            body["entries"] = [Entry(**e) for e in body["entries"]]
+        return cls(**body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"bad message: {str(line)[:200]!r}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Where cells run: the backend seam (``base``), the manager, and the Docker backend."""
