@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     image_profile: ImageProfile = "minimal"
     image: str = Field("", description="explicit sandbox image tag; empty = built profile image")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="extra labels on every container we create"
+    )
     runtime: str = Field("", description="OCI runtime for cells, e.g. runsc; empty = default")
     network: str = Field("none", description="Docker network for cells; none = no network")
 

@@ -1,0 +1,164 @@
+"""A user's cell as the rest of agentcell sees it: run code, stream output, manage files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentcell.errors import AgentcellError, CellOutOfMemory, ExecutorUnreachable, InvalidRequest
+from agentcell.executor.client import ExecResult, ExecutorClient
+from agentcell.executor.protocol import Entry, Exec, Exit, Language, Output
+from agentcell.sandbox.base import CellState
+
+if TYPE_CHECKING:
+    from agentcell.sandbox.manager import CellManager
+
+
+@dataclass
+class Cell:
+    """One user's sandbox. Get it from ``CellManager.ensure``; every call wakes it if needed."""
+
+    owner: str
+    cell_id: str
+    container_id: str
+    state: CellState
+    workspace: Path
+    client: ExecutorClient
+    manager: CellManager = field(repr=False)
+    created_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+    active: int = 0  # running execs and open streams: a cell with any is never idle
+    notice: AgentcellError | None = None  # an unexpected death, reported on the next call
+
+    @property
+    def files(self) -> CellFiles:
+        return CellFiles(self)
+
+    def idle_for(self, now: float) -> float:
+        return 0.0 if self.active else now - self.last_active_at
+
+    @asynccontextmanager
+    async def using(self) -> AsyncIterator[ExecutorClient]:
+        """Mark the cell busy, wake it, and turn a lost executor into a clear error."""
+        self.active += 1
+        self.last_active_at = time.time()
+        try:
+            if self.notice is not None:
+                notice, self.notice = self.notice, None
+                raise notice
+            if self.state is not CellState.RUNNING:
+                await self.manager.wake(self)
+            try:
+                yield self.client
+            except ExecutorUnreachable:
+                raise await self.manager.recover(self) from None
+        finally:
+            self.active -= 1
+            self.last_active_at = time.time()
+
+    def _request(
+        self,
+        code: str,
+        language: Language,
+        context: str,
+        timeout_s: float | None,
+        output_limit: int | None,
+        env: dict[str, str] | None,
+    ) -> Exec:
+        settings = self.manager.settings
+        timeout = settings.exec_timeout_s if timeout_s is None else timeout_s
+        if not 0 < timeout <= settings.exec_timeout_max_s:
+            raise InvalidRequest(
+                f"timeout_s must be above 0 and at most {settings.exec_timeout_max_s:g}"
+            )
+        if language not in ("python", "shell"):
+            raise InvalidRequest(f"unknown language {language!r}", hint="use python or shell")
+        limit = settings.output_limit_bytes
+        return Exec(
+            code=code,
+            language=language,
+            context=context,
+            timeout_s=timeout,
+            output_limit=limit if output_limit is None else min(output_limit, limit),
+            env=env or {},
+        )
+
+    def _oom(self, context: str) -> CellOutOfMemory:
+        mib = self.manager.settings.limits.memory_mb
+        return CellOutOfMemory(
+            f"the code ran out of memory (this cell's limit is {mib} MiB) and was killed; "
+            f"python context {context!r} was reset, so its variables are gone",
+            hint="files in /workspace are kept; use less memory, or process data in chunks",
+        )
+
+    async def exec(
+        self,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        """Run code and collect its output. python keeps state per ``context``."""
+        request = self._request(code, language, context, timeout_s, output_limit, env)
+        async with self.using() as client:
+            result = await client.exec(request)
+        if result.oom_killed:
+            raise self._oom(context)
+        return result
+
+    async def stream(
+        self,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> AsyncIterator[Output | Exit]:
+        """Run code, yielding output events as they come and the ``Exit`` last."""
+        request = self._request(code, language, context, timeout_s, output_limit, env)
+        async with self.using() as client:
+            async for event in client.stream(request):
+                if isinstance(event, Exit) and event.oom_killed:
+                    raise self._oom(context)
+                yield event
+
+    async def interrupt(self, context: str = "default") -> None:
+        async with self.using() as client:
+            await client.interrupt(context)
+
+
+@dataclass
+class CellFiles:
+    """Files in the workspace, read and written by the executor inside the cell."""
+
+    cell: Cell
+
+    async def list(self, path: str = ".") -> list[Entry]:
+        async with self.cell.using() as client:
+            return await client.list(path)
+
+    async def read_bytes(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        async with self.cell.using() as client:
+            return await client.read_bytes(path, max_bytes)
+
+    async def read(self, path: str) -> AsyncIterator[bytes]:
+        async with self.cell.using() as client:
+            async for chunk in client.read(path):
+                yield chunk
+
+    async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:
+        async with self.cell.using() as client:
+            return await client.write(path, data)
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        async with self.cell.using() as client:
+            await client.delete(path, recursive=recursive)

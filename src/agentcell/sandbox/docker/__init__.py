@@ -1,0 +1,1 @@
+"""The Docker backend: cells as hardened containers (docker-py, imported lazily)."""

@@ -1,0 +1,206 @@
+"""Cells as hardened Docker containers. docker-py errors become agentcell errors here only."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+from agentcell.config import Settings
+from agentcell.errors import AgentcellError, CellStartFailed, DockerUnavailable, ImageMissing
+from agentcell.executor.protocol import CONTROL_DIR, WORKSPACE
+from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo, ProgressHook, no_progress
+from agentcell.sandbox.docker.images import ensure_image
+from agentcell.sandbox.docker.seccomp import seccomp_profile
+
+log = logging.getLogger(__name__)
+
+LABEL_CELL = "agentcell.cell"
+LABEL_OWNER = "agentcell.owner"
+LABEL_INSTANCE = "agentcell.instance"
+CELL_UID = 1000
+
+_STATES = {
+    "running": CellState.RUNNING,
+    "paused": CellState.PAUSED,
+    "created": CellState.STOPPED,
+    "exited": CellState.STOPPED,
+    "restarting": CellState.RUNNING,
+    "removing": CellState.REMOVED,
+    "dead": CellState.DEAD,
+}
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn docker-py's errors into ours, saying what we were doing."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(
+            f"sandbox image missing while trying to {action}: {exc.explanation}",
+            hint="run: agentcell image build",
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise CellStartFailed(f"Docker refused to {action}: {exc.explanation or exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
+
+
+def host_config(spec: CellSpec) -> dict[str, Any]:
+    """The hardening every cell gets; nothing here is pass-through from users."""
+    lim = spec.limits
+    mib = 1024 * 1024
+    config: dict[str, Any] = {
+        "user": f"{CELL_UID}:{CELL_UID}",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={lim.tmp_mb}m,mode=1777"},
+        "shm_size": lim.shm_mb * mib,
+        "mem_limit": lim.memory_mb * mib,
+        "memswap_limit": lim.memory_mb * mib,  # no swap on top of the memory limit
+        "nano_cpus": int(lim.cpus * 1e9),
+        "cpu_shares": lim.cpu_shares,
+        "pids_limit": lim.pids,
+        "ipc_mode": "private",
+        "init": True,  # tini as PID 1 reaps orphans; without it zombies exhaust the pids limit
+        "network_mode": spec.network,
+        "mounts": [
+            Mount(WORKSPACE, str(spec.workspace), type="bind"),
+            Mount(CONTROL_DIR, str(spec.control_dir), type="bind"),
+        ],
+        "environment": {"HOME": "/tmp"},
+        "stop_signal": "SIGTERM",
+    }
+    if spec.runtime:
+        config["runtime"] = spec.runtime
+    return config
+
+
+class DockerBackend:
+    """Implements ``agentcell.sandbox.base.Backend`` on a Docker engine."""
+
+    def __init__(self, settings: Settings, progress: ProgressHook = no_progress) -> None:
+        self.settings = settings
+        self.instance = settings.instance
+        self.progress = progress
+        self._base_url = settings.docker_host or "unix:///var/run/docker.sock"
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            with _translated("connect"):
+                self._client = docker.DockerClient(
+                    base_url=self._base_url, version="auto", max_pool_size=64, timeout=120
+                )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def ping(self) -> None:
+        with _translated("ping the engine"):
+            self.client.ping()
+
+    def prepare_image(self) -> str:
+        """The image cells run: the configured tag, or our profile image, built when missing."""
+        if self.settings.image:
+            return self.settings.image
+        return ensure_image(self.client, self.settings.image_profile, self.progress)
+
+    def create(self, spec: CellSpec) -> ContainerInfo:
+        labels = {
+            **spec.labels,
+            LABEL_CELL: spec.cell_id,
+            LABEL_OWNER: spec.owner,
+            LABEL_INSTANCE: self.instance,
+        }
+        with _translated(f"create cell {spec.cell_id}"):
+            container = self.client.containers.create(
+                spec.image,
+                name=f"agentcell-{self.instance}-{spec.cell_id}",
+                labels=labels,
+                detach=True,
+                **host_config(spec),
+            )
+        return self._info(container.attrs)
+
+    def start(self, container_id: str) -> None:
+        with _translated("start a cell"):
+            self.client.api.start(container_id)
+
+    def pause(self, container_id: str) -> None:
+        with _translated("pause a cell"):
+            self.client.api.pause(container_id)
+
+    def unpause(self, container_id: str) -> None:
+        with _translated("unpause a cell"):
+            self.client.api.unpause(container_id)
+
+    def stop(self, container_id: str, timeout_s: float = 2) -> None:
+        with _translated("stop a cell"):
+            self.client.api.stop(container_id, timeout=int(timeout_s))
+
+    def remove(self, container_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound), _translated("remove a cell"):
+            self.client.api.remove_container(container_id, force=True, v=True)
+
+    def inspect(self, container_id: str) -> ContainerInfo | None:
+        with contextlib.suppress(docker.errors.NotFound), _translated("inspect a cell"):
+            return self._info(self.client.api.inspect_container(container_id))
+        return None
+
+    def list(self) -> list[ContainerInfo]:
+        with _translated("list cells"):
+            found = self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}"}
+            )
+            infos = (self.inspect(c["Id"]) for c in found)
+            return [i for i in infos if i is not None]
+
+    def memory_bytes(self, container_id: str) -> int | None:
+        """Memory in use without the page cache, as ``docker stats`` counts it."""
+        with contextlib.suppress(AgentcellError, KeyError, TypeError):
+            with _translated("read cell stats"):
+                stats = self.client.api.stats(container_id, stream=False)
+            mem = stats["memory_stats"]
+            cache = mem.get("stats", {}).get("total_inactive_file", mem.get("stats", {}).get("cache", 0))
+            return int(mem["usage"]) - int(cache)
+        return None
+
+    @staticmethod
+    def _info(attrs: dict[str, Any]) -> ContainerInfo:
+        state = attrs["State"]
+        labels = attrs["Config"].get("Labels") or {}
+        status = state.get("Status", "dead")
+        cell_state = _STATES.get(status, CellState.DEAD)
+        exit_code = state.get("ExitCode")
+        return ContainerInfo(
+            container_id=attrs["Id"],
+            cell_id=labels.get(LABEL_CELL, ""),
+            owner=labels.get(LABEL_OWNER, ""),
+            state=cell_state,
+            image=attrs["Config"].get("Image", ""),
+            created_at=_timestamp(attrs.get("Created", "")),
+            exit_code=exit_code if status in ("exited", "dead") else None,
+            oom_killed=bool(state.get("OOMKilled")),
+            labels=labels,
+        )
+
+
+def _timestamp(docker_time: str) -> float:
+    # Docker prints nanoseconds; fromisoformat takes at most microseconds.
+    head, _, frac = docker_time.rstrip("Z").partition(".")
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(f"{head}.{frac[:6] or '0'}+00:00").timestamp()
+    return 0.0
