@@ -24,6 +24,13 @@ class DockerUnavailable(AgentcellError):
     hint = "start Docker, or run scripts/setup, which installs and starts it"
 
 
+class BackendError(AgentcellError):
+    """The container engine refused an operation."""
+
+    status_code = 502
+    code = "backend_error"
+
+
 class ImageMissing(AgentcellError):
     status_code = 503
     code = "image_missing"
@@ -59,6 +66,14 @@ class ExecutorError(AgentcellError):
 
     status_code = 502
     code = "executor_error"
+
+
+class ExecutorUnreachable(ExecutorError):
+    """The cell's executor does not answer: no socket, nobody listening, or it hung up."""
+
+    status_code = 503
+    code = "executor_unreachable"
+    hint = "the cell may be starting, stopped or restarting; retry, or restart the cell"
 
 
 class InvalidRequest(AgentcellError, ValueError):

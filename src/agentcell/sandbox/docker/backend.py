@@ -13,7 +13,7 @@ import docker.errors
 from docker.types import Mount
 
 from agentcell.config import Settings
-from agentcell.errors import AgentcellError, CellStartFailed, DockerUnavailable, ImageMissing
+from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
 from agentcell.executor.protocol import CONTROL_DIR, WORKSPACE
 from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo, ProgressHook, no_progress
 from agentcell.sandbox.docker.images import ensure_image
@@ -48,7 +48,7 @@ def _translated(action: str) -> Iterator[None]:
             hint="run: agentcell image build",
         ) from exc
     except docker.errors.APIError as exc:
-        raise CellStartFailed(f"Docker refused to {action}: {exc.explanation or exc}") from exc
+        raise BackendError(f"Docker refused to {action}: {exc.explanation or exc}") from exc
     except docker.errors.DockerException as exc:
         raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
 
@@ -152,11 +152,11 @@ class DockerBackend:
             self.client.api.stop(container_id, timeout=int(timeout_s))
 
     def remove(self, container_id: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound), _translated("remove a cell"):
+        with _translated("remove a cell"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True, v=True)
 
     def inspect(self, container_id: str) -> ContainerInfo | None:
-        with contextlib.suppress(docker.errors.NotFound), _translated("inspect a cell"):
+        with _translated("inspect a cell"), contextlib.suppress(docker.errors.NotFound):
             return self._info(self.client.api.inspect_container(container_id))
         return None
 
