@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     image_profile: ImageProfile = "minimal"
     image: str = Field("", description="explicit sandbox image tag; empty = built profile image")
+    debian_mirror: str = Field(
+        "", description="Debian mirror for image builds; empty = the host's apt sources"
+    )
     labels: dict[str, str] = Field(
         default_factory=dict, description="extra labels on every container we create"
     )
