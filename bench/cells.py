@@ -158,9 +158,9 @@ async def crowd_row(m: CellManager, users: int, execs: int) -> tuple[Row, list[s
 
     await asyncio.gather(*(user(i) for i in range(users)))
     note = f"{len(errors)} errors; {users} cells created in {created_s:.1f} s"
-    return Row(f"{users} users × {execs} execs at once", samples, "0 errors, p99 ≤ 100", "", note), [
-        c.container_id for c in cells
-    ]
+    return Row(
+        f"{users} users × {execs} execs at once", samples, "0 errors, p99 ≤ 100", "", note
+    ), [c.container_id for c in cells]
 
 
 async def idle_memory_row(m: CellManager, container_ids: list[str]) -> Row:
@@ -189,7 +189,9 @@ async def stdout_row(m: CellManager) -> Row:
                 peak_growth = max(peak_growth, rss_mib() - before)
         samples.append(ms_since(t0))
         assert received == 160 * 65536
-    return Row("10 MB of stdout, streamed", samples, "memory flat", "", f"host RSS +{peak_growth:.1f} MiB")
+    return Row(
+        "10 MB of stdout, streamed", samples, "memory flat", "", f"host RSS +{peak_growth:.1f} MiB"
+    )
 
 
 async def neighbour_rows(m: CellManager, n: int) -> list[Row]:
@@ -243,11 +245,14 @@ async def main(quick: bool) -> None:
         async with CellManager(settings(root / "main", 0)) as m:
             try:
                 console.print(f"image {m.image}; baselines…")
-                docker_run = Row("baseline: docker run --rm … print(1)", baseline_docker_run(m.image, n))
+                docker_run = Row(
+                    "baseline: docker run --rm … print(1)", baseline_docker_run(m.image, n)
+                )
                 warm = await m.ensure("warm")
                 await warm.exec("print(0)")
                 docker_exec = Row(
-                    "baseline: docker exec … print(1)", baseline_docker_exec(warm.container_id, n * 2)
+                    "baseline: docker exec … print(1)",
+                    baseline_docker_exec(warm.container_id, n * 2),
                 )
                 console.print("warm exec…")
                 rows = [

@@ -82,7 +82,9 @@ async def make_manager(make_settings: SettingsFactory) -> AsyncIterator[ManagerF
     started: list[CellManager] = []
 
     @contextlib.asynccontextmanager
-    async def make(settings: Settings | None = None, **overrides: object) -> AsyncIterator[CellManager]:
+    async def make(
+        settings: Settings | None = None, **overrides: object
+    ) -> AsyncIterator[CellManager]:
         manager = CellManager(settings or make_settings(**overrides))
         started.append(manager)
         async with manager:

@@ -122,7 +122,7 @@ def _image_build(args: argparse.Namespace, settings: Settings) -> int:
     from agentcell.sandbox.docker.images import ensure_image
 
     profile = args.profile or settings.image_profile
-    mirror = args.mirror or getattr(settings, "debian_mirror", "") or None
+    mirror = args.mirror or settings.debian_mirror or None
     with _docker(settings) as client, progress_view() as hook:
         tag = ensure_image(
             client,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageProfile = Literal["minimal", "full"]
@@ -18,10 +18,10 @@ def _default_data_dir() -> Path:
     return Path(base) / "agentcell"
 
 
-class CellLimits(BaseSettings):
+class CellLimits(BaseModel):
     """Per-cell resource limits (``AGENTCELL_LIMITS__MEMORY_MB=1024`` and so on)."""
 
-    model_config = SettingsConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     memory_mb: int = Field(512, ge=32, description="memory limit; swap is not granted on top")
     cpus: float = Field(1.0, gt=0, description="hard CPU cap, in cores")
@@ -44,9 +44,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
-    instance_id: str = Field(
-        "", description="labels our containers; empty = derived from data_dir"
-    )
+    instance_id: str = Field("", description="labels our containers; empty = derived from data_dir")
     docker_host: str | None = Field(
         None, validation_alias=AliasChoices("AGENTCELL_DOCKER_HOST", "DOCKER_HOST")
     )

@@ -14,9 +14,11 @@ import os
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, CellDied, CellOutOfMemory, CellStartFailed
@@ -114,8 +116,8 @@ class CellManager:
             ) from None
         self._lock_file = fd
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -191,11 +193,12 @@ class CellManager:
         if os.geteuid() == 0:
             os.chown(path, CELL_UID, CELL_UID)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path / SOCKET_NAME)  # unlink never follows a link
+            (path / SOCKET_NAME).unlink()  # unlink never follows a link
         return path
 
     async def _create(self, cell_id: str, owner: str) -> Cell:
-        workspace = await asyncio.to_thread(self.workspaces.ensure, cell_id)
+        workspace = self.workspaces.path(cell_id)
+        workspace.mkdir(exist_ok=True)  # Docker checks the bind source exists at create time
         control = self._control_dir(cell_id)
         spec = CellSpec(
             cell_id=cell_id,
@@ -208,7 +211,16 @@ class CellManager:
             runtime=self.settings.runtime,
             labels=dict(self.settings.labels),
         )
-        info = await asyncio.to_thread(self.backend.create, spec)
+        # Binds resolve at start, so the workspace can be mounted while the container is created.
+        mounted, info = await asyncio.gather(
+            asyncio.to_thread(self.workspaces.ensure, cell_id),
+            asyncio.to_thread(self.backend.create, spec),
+            return_exceptions=True,
+        )
+        if isinstance(info, BaseException) or isinstance(mounted, BaseException):
+            if isinstance(info, ContainerInfo):
+                await asyncio.to_thread(self.backend.remove, info.container_id)
+            raise mounted if isinstance(mounted, BaseException) else info  # type: ignore[misc]
         cell = Cell(
             owner=owner,
             cell_id=cell_id,
@@ -218,7 +230,11 @@ class CellManager:
             client=ExecutorClient(control),
             manager=self,
         )
-        await self._start(cell)
+        try:
+            await self._start(cell)
+        except BaseException:
+            await asyncio.to_thread(self.backend.remove, info.container_id)
+            raise
         return cell
 
     async def _start(self, cell: Cell) -> None:
@@ -229,7 +245,7 @@ class CellManager:
 
     async def _wait_ready(self, cell: Cell) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
-        delay = 0.002
+        delay = 0.001
         while True:
             with contextlib.suppress(AgentcellError):
                 await cell.client.ping()
@@ -243,7 +259,7 @@ class CellManager:
                     hint="see `docker logs` of the container; rebuild the image if it is stale",
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, 0.005)
 
     async def wake(self, cell: Cell) -> None:
         """Bring a paused, stopped, removed or dead cell back to running."""
@@ -360,7 +376,7 @@ class CellManager:
         self.workspaces.delete(cell_id)
         control = self._control_root / cell_id
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(control / SOCKET_NAME)
+            (control / SOCKET_NAME).unlink()
         with contextlib.suppress(FileNotFoundError, OSError):
             control.rmdir()
 

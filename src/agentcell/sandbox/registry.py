@@ -7,7 +7,6 @@ the owner -> cell id map lives in one small JSON file, replaced atomically on ev
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 
@@ -38,4 +37,4 @@ class Registry:
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._owners, indent=0, sort_keys=True))
-        os.replace(tmp, self.path)
+        tmp.replace(self.path)

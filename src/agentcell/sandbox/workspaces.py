@@ -80,8 +80,13 @@ class Workspaces:
             with image.open("wb") as f:
                 f.truncate(self.quota_mb * 1024 * 1024)
             _run(
-                "mkfs.ext4", "-q", "-F", "-m", "0",
-                "-E", f"lazy_itable_init=1,lazy_journal_init=1,root_owner={CELL_UID}:{CELL_UID}",
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-E",
+                f"lazy_itable_init=1,lazy_journal_init=1,root_owner={CELL_UID}:{CELL_UID}",
                 str(image),
             )
         _run("mount", "-o", "loop,nosuid,nodev", str(image), str(path))

@@ -116,7 +116,12 @@ class DockerBackend:
         """The image cells run: the configured tag, or our profile image, built when missing."""
         if self.settings.image:
             return self.settings.image
-        return ensure_image(self.client, self.settings.image_profile, self.progress)
+        return ensure_image(
+            self.client,
+            self.settings.image_profile,
+            self.progress,
+            mirror=self.settings.debian_mirror or None,
+        )
 
     def create(self, spec: CellSpec) -> ContainerInfo:
         labels = {
@@ -174,7 +179,9 @@ class DockerBackend:
             with _translated("read cell stats"):
                 stats = self.client.api.stats(container_id, stream=False)
             mem = stats["memory_stats"]
-            cache = mem.get("stats", {}).get("total_inactive_file", mem.get("stats", {}).get("cache", 0))
+            cache = mem.get("stats", {}).get(
+                "total_inactive_file", mem.get("stats", {}).get("cache", 0)
+            )
             return int(mem["usage"]) - int(cache)
         return None
 
