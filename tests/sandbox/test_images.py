@@ -21,12 +21,11 @@ from agentcell.sandbox.docker.images import (
     LABEL_KIND,
     LABEL_PROFILE,
     Profile,
-    debian_mirror,
     ensure_image,
     image_tag,
     load_profile,
-    make_rootfs,
 )
+from agentcell.sandbox.docker.rootfs import debian_mirror, make_rootfs
 from tests.conftest import RUN_ID, TEST_LABEL
 
 BROWSER_CHECK = """
