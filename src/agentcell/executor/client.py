@@ -1,0 +1,298 @@
+"""Host side of the executor: one client per cell, one connection per call.
+
+The control directory is writable by the cell, so nothing there is trusted: the socket is
+opened with ``O_PATH | O_NOFOLLOW``, must be a socket, and is connected through
+``/proc/self/fd/N`` so that no name is resolved twice and no link is ever followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import builtins
+import json
+import os
+import socket
+import stat
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from agentcell.errors import BY_CODE, ExecutorError, ExecutorUnreachable, FileTooLarge
+from agentcell.executor import protocol as p
+from agentcell.executor.protocol import Entry, Exec, Exit, Output, Pong
+
+__all__ = ["Entry", "Exec", "ExecResult", "ExecutorClient", "Exit", "Output", "Pong"]
+
+LINE_LIMIT = 4 * 1024 * 1024
+RECV_BYTES = 64 * 1024
+CONNECT_RETRIES = (0.001, 0.005, 0.02, 0.1, 0.5, None)  # while the listen backlog is full
+PATIENCE_S = 60.0  # the longest silence we accept from an executor, beyond an exec's timeout
+M = TypeVar("M", bound=p.Message)
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: float
+    truncated: bool = False
+    timed_out: bool = False
+    oom_killed: bool = False
+    context_reset: bool = False
+
+
+class _Connection:
+    """One call's connection: a non-blocking socket read by lines. Lighter than asyncio
+    streams (no transport, no extra loop turns to set up and tear down): the warm path is
+    made of such fixed costs. The cell is not trusted: lines are bounded, and so is silence."""
+
+    def __init__(self, sock: socket.socket, patience: float) -> None:
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.buf = bytearray()
+        self.patience = patience
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.loop.sock_sendall(self.sock, data)
+        except OSError as exc:
+            raise _gone(exc) from exc
+
+    async def event(self) -> p.Message:
+        """The next message; an Error event is raised as the matching exception."""
+        line = await self.readline()
+        try:
+            msg = p.decode(line)
+        except p.ProtocolError as exc:
+            raise ExecutorError(f"the executor sent garbage: {exc}") from exc
+        if isinstance(msg, p.Error):
+            raise BY_CODE.get(msg.code, ExecutorError)(msg.message)
+        return msg
+
+    async def expect(self, kind: type[M]) -> M:
+        msg = await self.event()
+        if not isinstance(msg, kind):
+            raise _unexpected(msg)
+        return msg
+
+    async def readline(self) -> bytes:
+        start = 0
+        while (end := self.buf.find(b"\n", start)) < 0:
+            if len(self.buf) > LINE_LIMIT:
+                raise ExecutorError("the executor sent an oversized message")
+            start = len(self.buf)
+            try:
+                async with asyncio.timeout(self.patience):
+                    data = await self.loop.sock_recv(self.sock, RECV_BYTES)
+            except TimeoutError as exc:
+                raise ExecutorUnreachable(
+                    f"the executor is not answering: silent for {self.patience:.0f} s"
+                ) from exc
+            except OSError as exc:
+                raise _gone(exc) from exc
+            if not data:
+                raise ExecutorUnreachable("the executor is not answering: it hung up")
+            self.buf += data
+        line = bytes(self.buf[: end + 1])
+        del self.buf[: end + 1]
+        return line
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ExecutorClient:
+    """Talks to the executor whose socket is ``control_dir/exec.sock``."""
+
+    def __init__(self, control_dir: Path) -> None:
+        self.control_dir = Path(control_dir)
+        self._path = os.fspath(self.control_dir / p.SOCKET_NAME)
+
+    def __repr__(self) -> str:
+        return f"ExecutorClient({str(self.control_dir)!r})"
+
+    async def ping(self) -> Pong:
+        return await self._call(p.Ping(), Pong)
+
+    async def stream(self, req: Exec) -> AsyncGenerator[Output | Exit, None]:
+        """Output events as they come, then the Exit. Closing the iterator early closes the
+        connection, which stops the code (as a timeout would)."""
+        conn = await self._open(req)
+        try:
+            while True:
+                msg = await conn.event()
+                if isinstance(msg, Output):
+                    yield msg
+                elif isinstance(msg, Exit):
+                    yield msg
+                    return
+                else:
+                    raise _unexpected(msg)
+        finally:
+            conn.close()
+
+    async def exec(self, req: Exec) -> ExecResult:
+        conn = await self._open(req)
+        out: builtins.list[str] = []
+        err: builtins.list[str] = []
+        room = req.output_limit  # a character is at least a byte: more is a broken executor
+        try:
+            while True:
+                msg = await conn.event()
+                if isinstance(msg, Output):
+                    room -= len(msg.data)
+                    if room < 0:
+                        raise ExecutorError("the executor sent more output than the limit")
+                    (out if msg.stream == "stdout" else err).append(msg.data)
+                elif isinstance(msg, Exit):
+                    return ExecResult(
+                        "".join(out), "".join(err), msg.exit_code, msg.duration_ms,
+                        msg.truncated, msg.timed_out, msg.oom_killed, msg.context_reset,
+                    )
+                else:
+                    raise _unexpected(msg)
+        finally:
+            conn.close()
+
+    async def interrupt(self, context: str = "default") -> None:
+        await self._call(p.Interrupt(context), p.Ok)
+
+    async def close_context(self, context: str = "default") -> None:
+        await self._call(p.CloseContext(context), p.Ok)
+
+    async def list(self, path: str = ".") -> builtins.list[Entry]:
+        return (await self._call(p.ListDir(path), p.Entries)).entries
+
+    async def delete(self, path: str, recursive: bool = False) -> None:
+        await self._call(p.Delete(path, recursive), p.Ok)
+
+    async def read(self, path: str) -> AsyncGenerator[bytes, None]:
+        """The file's bytes, in chunks of up to protocol.CHUNK_BYTES."""
+        conn = await self._open(p.Read(path))
+        size = 0
+        try:
+            while True:
+                msg = await conn.event()
+                if isinstance(msg, p.Chunk):
+                    data = _b64decode(msg.data)
+                    size += len(data)
+                    yield data
+                elif isinstance(msg, p.End):
+                    if msg.size != size:
+                        raise ExecutorError(f"read {path}: got {size} bytes of {msg.size}")
+                    return
+                else:
+                    raise _unexpected(msg)
+        finally:
+            conn.close()
+
+    async def read_bytes(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        parts: builtins.list[bytes] = []
+        size = 0
+        async with aclosing(self.read(path)) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"{path} is larger than {max_bytes} bytes")
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def write(
+        self, path: str, data: bytes | AsyncIterable[bytes], *, make_parents: bool = True
+    ) -> int:
+        """Replace the file atomically with data; the number of bytes written."""
+        conn = await self._open(p.Write(path, make_parents))
+        try:
+            try:
+                size = 0
+                async for piece in _pieces(data):
+                    await conn.send(_encode(p.Chunk(base64.b64encode(piece).decode())))
+                    size += len(piece)
+                await conn.send(_encode(p.End(size)))
+            except ExecutorUnreachable:
+                pass  # the server stopped reading; its answer says why
+            return (await conn.expect(p.End)).size
+        finally:
+            conn.close()
+
+    async def _call(self, req: p.Message, kind: type[M]) -> M:
+        conn = await self._open(req)
+        try:
+            return await conn.expect(kind)
+        finally:
+            conn.close()
+
+    async def _open(self, req: p.Message) -> _Connection:
+        patience = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
+        conn = _Connection(await self._connect(), patience)
+        try:
+            await conn.send(_encode(req))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _connect(self) -> socket.socket:
+        try:
+            fd = os.open(self._path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _gone(exc) from exc
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                raise ExecutorUnreachable(f"{self._path} is not a socket: no executor answers")
+            for delay in CONNECT_RETRIES:
+                try:
+                    sock.connect(f"/proc/self/fd/{fd}")  # an AF_UNIX connect never blocks
+                    break
+                except BlockingIOError:
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
+        except OSError as exc:
+            sock.close()
+            raise _gone(exc) from exc
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            os.close(fd)
+        return sock
+
+
+async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[memoryview]:
+    """data cut into frames of at most CHUNK_BYTES."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for i in range(0, len(view), p.CHUNK_BYTES):
+            yield view[i : i + p.CHUNK_BYTES]
+        return
+    async for piece in data:
+        view = memoryview(piece)
+        for i in range(0, len(view), p.CHUNK_BYTES):
+            yield view[i : i + p.CHUNK_BYTES]
+
+
+def _encode(msg: p.Message) -> bytes:
+    """Message.encode for flat messages, without dataclasses.asdict's deep copies."""
+    return json.dumps(dict(vars(msg), kind=msg.kind), separators=(",", ":")).encode() + b"\n"
+
+
+def _b64decode(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise ExecutorError(f"the executor sent a bad chunk: {exc}") from exc
+
+
+def _gone(exc: OSError) -> ExecutorUnreachable:
+    return ExecutorUnreachable(f"the executor is not answering: {exc.strerror or exc}")
+
+
+def _unexpected(msg: p.Message) -> ExecutorError:
+    return ExecutorError(f"unexpected {msg.kind!r} message from the executor")
