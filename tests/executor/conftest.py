@@ -37,8 +37,15 @@ async def start_host_executor(base: Path) -> HostExecutor:
     workspace, control = base / "workspace", base / "control"
     workspace.mkdir()
     control.mkdir()
-    cmd = [sys.executable, "-m", "agentcell.executor.server",
-           "--socket", str(control / SOCKET_NAME), "--workspace", str(workspace)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agentcell.executor.server",
+        "--socket",
+        str(control / SOCKET_NAME),
+        "--workspace",
+        str(workspace),
+    ]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     client = ExecutorClient(control)
     async with asyncio.timeout(START_TIMEOUT_S):

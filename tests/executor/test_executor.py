@@ -289,8 +289,9 @@ async def test_output_cap_truncates_honestly(executor: ExecutorClient) -> None:
     big = await executor.exec(py("print('x' * 100_000)", output_limit=1000))
     assert big.truncated
     assert big.stdout == "x" * 1000
-    both = await executor.exec(sh("yes out | head -c 50000; yes err | head -c 50000 >&2",
-                                  output_limit=1000))
+    both = await executor.exec(
+        sh("yes out | head -c 50000; yes err | head -c 50000 >&2", output_limit=1000)
+    )
     assert both.truncated
     assert len(both.stdout.encode()) + len(both.stderr.encode()) <= 1000
     exact = await executor.exec(py("print('ab')", output_limit=3))
@@ -449,10 +450,12 @@ async def test_links_out_of_the_workspace_are_not_followed(executor: ExecutorCli
     d = fresh()
     outside = f"/tmp/agentcell-test-{d}"
     await executor.exec(sh(f"mkdir -p {outside} && echo secret > {outside}/s.txt"))
-    await executor.exec(sh(
-        f"mkdir {d} && cd {d} && ln -s /etc/passwd passwd && ln -s / root"
-        f" && ln -s {outside}/s.txt secret && ln -s {outside} out"
-    ))
+    await executor.exec(
+        sh(
+            f"mkdir {d} && cd {d} && ln -s /etc/passwd passwd && ln -s / root"
+            f" && ln -s {outside}/s.txt secret && ln -s {outside} out"
+        )
+    )
     for path in (f"{d}/passwd", f"{d}/root/etc/passwd", f"{d}/secret", f"{d}/out/s.txt"):
         with pytest.raises(InvalidPath):
             await executor.read_bytes(path)

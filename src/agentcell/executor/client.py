@@ -151,8 +151,14 @@ class ExecutorClient:
                     (out if msg.stream == "stdout" else err).append(msg.data)
                 elif isinstance(msg, Exit):
                     return ExecResult(
-                        "".join(out), "".join(err), msg.exit_code, msg.duration_ms,
-                        msg.truncated, msg.timed_out, msg.oom_killed, msg.context_reset,
+                        "".join(out),
+                        "".join(err),
+                        msg.exit_code,
+                        msg.duration_ms,
+                        msg.truncated,
+                        msg.timed_out,
+                        msg.oom_killed,
+                        msg.context_reset,
                     )
                 else:
                     raise _unexpected(msg)

@@ -175,8 +175,22 @@ class Error(Message):
 MESSAGES: dict[str, type[Message]] = {
     cls.kind: cls
     for cls in (
-        Ping, Exec, Interrupt, CloseContext, ListDir, Read, Write, Delete,
-        Chunk, End, Pong, Output, Exit, Entries, Ok, Error,
+        Ping,
+        Exec,
+        Interrupt,
+        CloseContext,
+        ListDir,
+        Read,
+        Write,
+        Delete,
+        Chunk,
+        End,
+        Pong,
+        Output,
+        Exit,
+        Entries,
+        Ok,
+        Error,
     )
 }
 

@@ -125,8 +125,14 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], **kw: Any) -> tuple[An
     err_r, err_w = os.pipe()
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-            cwd=cwd, env=env, start_new_session=True, **kw,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            **kw,
         )
     except BaseException:
         os.close(out_r)
@@ -443,8 +449,9 @@ class Context:
             self.control.close()
             self.proc = None
 
-    async def run(self, req: p.Exec, cwd: str, gone: asyncio.Future[None]
-                  ) -> tuple[int, bool, bool]:
+    async def run(
+        self, req: p.Exec, cwd: str, gone: asyncio.Future[None]
+    ) -> tuple[int, bool, bool]:
         """Run one exec: (exit code, timed out, the context died)."""
         self.reply = reply = self.loop.create_future()
         request = json.dumps({"code": req.code, "cwd": cwd, "env": req.env}).encode() + b"\n"
@@ -482,13 +489,21 @@ class Executor:
         self.shell = shutil.which("bash") or "/bin/sh"
         self.base_env = {
             "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-            "MPLBACKEND": "Agg", "TERM": "dumb",
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+            "TERM": "dumb",
         }
         self.handlers: dict[type[p.Message], Handler] = {
-            p.Ping: self.ping, p.Exec: self.exec, p.Interrupt: self.interrupt,
-            p.CloseContext: self.close_context, p.ListDir: self.list, p.Read: self.read,
-            p.Write: self.write, p.Delete: self.delete,
+            p.Ping: self.ping,
+            p.Exec: self.exec,
+            p.Interrupt: self.interrupt,
+            p.CloseContext: self.close_context,
+            p.ListDir: self.list,
+            p.Read: self.read,
+            p.Write: self.write,
+            p.Delete: self.delete,
         }
 
     def listen(self, path: str) -> socket.socket:
@@ -514,8 +529,9 @@ class Executor:
             except OSError as exc:  # out of fds: back off instead of spinning
                 log.warning("accept failed: %s", exc)
                 self.loop.remove_reader(listener.fileno())
-                self.loop.call_later(0.1, self.loop.add_reader, listener.fileno(), self.accept,
-                                     listener)
+                self.loop.call_later(
+                    0.1, self.loop.add_reader, listener.fileno(), self.accept, listener
+                )
                 return
             sock.setblocking(False)
             task = self.loop.create_task(self.handle(Conn(sock)))
@@ -555,8 +571,9 @@ class Executor:
         run = self.run_shell if req.language == "shell" else self.run_python
         await run(req, cwd, env, conn, gone)
 
-    async def run_shell(self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn,
-                        gone: asyncio.Future[None]) -> None:
+    async def run_shell(
+        self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn, gone: asyncio.Future[None]
+    ) -> None:
         start, ooms = time.monotonic(), self.ooms()
         proc, pump = spawn([self.shell, "-c", req.code], cwd, env, preexec_fn=raise_oom_score)
         self.groups.add(proc.pid)
@@ -585,8 +602,9 @@ class Executor:
                 except ProcessLookupError:
                     self.groups.discard(pgid)
 
-    async def run_python(self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn,
-                         gone: asyncio.Future[None]) -> None:
+    async def run_python(
+        self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn, gone: asyncio.Future[None]
+    ) -> None:
         ctx = self.contexts.setdefault(req.context, Context())
         async with ctx.lock:
             start, ooms = time.monotonic(), self.ooms()
@@ -629,7 +647,7 @@ class Executor:
         if cwd == p.WORKSPACE and os.path.isdir(self.root):
             return self.root
         if cwd.startswith(p.WORKSPACE + "/"):
-            cwd = self.root + cwd[len(p.WORKSPACE):]
+            cwd = self.root + cwd[len(p.WORKSPACE) :]
         real = os.path.realpath(os.path.join(self.root, cwd))
         if not (inside(real, self.root) or inside(real, self.tmp)):
             raise Fail("invalid_path", f"cwd must be inside the workspace or /tmp: {cwd}")
@@ -639,8 +657,8 @@ class Executor:
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
         if not isinstance(extra, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and k and "=" not in k
-            and "\0" not in k + v for k, v in extra.items()
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+            for k, v in extra.items()
         ):
             raise Fail("invalid_request", "env must map names to strings, without '=' or NUL")
         return {**self.base_env, **extra}
@@ -674,8 +692,9 @@ class Executor:
             if stat.S_ISDIR(st.st_mode):
                 prefix = f"{rel}/" if rel else ""
                 with os.scandir(path) as it:
-                    entries = [entry(e.name, prefix + e.name, e.stat(follow_symlinks=False))
-                               for e in it]
+                    entries = [
+                        entry(e.name, prefix + e.name, e.stat(follow_symlinks=False)) for e in it
+                    ]
                 entries.sort(key=lambda e: e.name)
             else:
                 entries = [entry(name, rel, st)]
@@ -705,8 +724,9 @@ class Executor:
             if req.make_parents:
                 os.makedirs(parent, exist_ok=True)
             mode = writable_mode(target, req.path)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         mode)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode
+            )
         try:
             with os_errors(req.path):
                 size = await receive(conn, fd)
@@ -755,8 +775,13 @@ def path_parts(rel: str) -> list[str]:
 def entry(name: str, rel: str, st: os.stat_result) -> p.Entry:
     mode = st.st_mode
     kind: p.EntryType = (
-        "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
-        else "link" if stat.S_ISLNK(mode) else "other"
+        "file"
+        if stat.S_ISREG(mode)
+        else "dir"
+        if stat.S_ISDIR(mode)
+        else "link"
+        if stat.S_ISLNK(mode)
+        else "other"
     )
     return p.Entry(name, rel, kind, st.st_size, st.st_mtime)
 
@@ -810,7 +835,7 @@ async def receive(conn: Conn, fd: int) -> int:
             raise Fail("invalid_request", f"bad base64 chunk: {exc}") from exc
         size += len(view)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
 
 
 @contextlib.contextmanager
@@ -827,8 +852,9 @@ def os_errors(rel: str) -> Any:
         if code == errno.ELOOP:
             raise Fail("unsupported_file_type", f"is a symbolic link: {rel}") from exc
         if code == errno.ENOTEMPTY:
-            raise Fail("invalid_request", f"directory not empty (delete recursively): {rel}") \
-                from exc
+            raise Fail(
+                "invalid_request", f"directory not empty (delete recursively): {rel}"
+            ) from exc
         if code in (errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS):
             raise Fail("invalid_request", f"{exc.strerror}: {rel}") from exc
         raise
