@@ -1,0 +1,219 @@
+"""HTTP API benchmarks (DESIGN §8), against a real `agentcell serve` process started here,
+beside a `docker exec` baseline measured in the same run.
+
+Usage: scripts/bench api [--quick]. Prints p50/p95/p99 in ms and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=200)
+
+
+def pct(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "AGENTCELL_DATA_DIR": str(data_dir),
+        "AGENTCELL_INSTANCE_ID": f"bench-api-{os.getpid()}",
+        "AGENTCELL_LABELS": '{"agentcell.bench": "1"}',
+        "AGENTCELL_POOL_SIZE": "0",
+        "AGENTCELL_LIMITS__WORKSPACE_MB": "128",
+    }
+    cmd = [sys.executable, "-m", "agentcell.cli", "serve", "--port", str(port)]
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"the server did not start; see {data_dir / 'server.log'}")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def docker_exec_baseline(container: str, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(
+            ["docker", "exec", container, "python3", "-c", "print(1)"],
+            check=True,
+            capture_output=True,
+        )
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def warm_exec(client: httpx.Client, key: str, n: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {key}"}
+    client.post("/v1/cell/exec", json={"code": "print(0)"}, headers=headers).raise_for_status()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = client.post("/v1/cell/exec", json={"code": "print(1)"}, headers=headers)
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert r.json()["stdout"] == "1\n"
+    return samples
+
+
+async def crowd(url: str, keys: list[str], execs: int) -> tuple[list[float], list[str]]:
+    samples: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=len(keys) + 5)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def first(key: str) -> None:
+            headers = {"Authorization": f"Bearer {key}"}
+            r = await client.post("/v1/cell/exec", json={"code": "print(0)"}, headers=headers)
+            if r.status_code != 200:
+                errors.append(f"create: {r.status_code} {r.text[:100]}")
+
+        async def user(key: str) -> None:
+            headers = {"Authorization": f"Bearer {key}"}
+            for j in range(execs):
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(
+                        "/v1/cell/exec", json={"code": f"print({j})"}, headers=headers
+                    )
+                    if r.status_code != 200 or r.json()["stdout"] != f"{j}\n":
+                        errors.append(f"{r.status_code} {r.text[:100]}")
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                samples.append((time.perf_counter() - t0) * 1000)
+
+        await asyncio.gather(*(first(k) for k in keys))  # cells are made before the clock starts
+        await asyncio.gather(*(user(k) for k in keys))
+    return samples, errors
+
+
+def stream_memory(client: httpx.Client, key: str, pid: int) -> tuple[float, float, float]:
+    """Stream 10 MB of stdout through SSE; return (ms, RSS before, peak RSS) of the server."""
+    code = "import sys\nfor _ in range(160): sys.stdout.write('x' * 65535 + '\\n')"
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+    before = rss_mib(pid)
+    peak = before
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mib(pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    t0 = time.perf_counter()
+    received = 0
+    with client.stream("POST", "/v1/cell/exec", json={"code": code}, headers=headers) as r:
+        for chunk in r.iter_bytes():
+            received += len(chunk)
+    elapsed = (time.perf_counter() - t0) * 1000
+    stop.set()
+    sampler.join()
+    assert received > 10 * 2**20, received
+    return elapsed, before, peak
+
+
+def main(quick: bool) -> None:
+    n = 100 if quick else 1000
+    users = 10 if quick else 50
+    with tempfile.TemporaryDirectory(prefix="agentcell-bench-api-") as tmp:
+        data = Path(tmp)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(data, port)
+        try:
+            admin = {"Authorization": f"Bearer {(data / 'admin_token').read_text().strip()}"}
+            with httpx.Client(base_url=url, timeout=120) as client:
+                keys = [
+                    client.post("/v1/users", json={"name": f"u{i}"}, headers=admin).json()[
+                        "api_key"
+                    ]
+                    for i in range(users + 1)
+                ]
+                console.print("warm exec through HTTP…")
+                http = warm_exec(client, keys[0], n)
+                cells = client.get("/v1/admin/cells", headers=admin).json()
+                console.print("docker exec baseline…")
+                base = docker_exec_baseline(cells[0]["container_id"], 20 if quick else 50)
+                console.print("10 MB stream…")
+                stream_ms, rss_before, rss_peak = stream_memory(client, keys[0], proc.pid)
+            console.print(f"{users} users × 20 execs…")
+            crowd_ms, errors = asyncio.run(crowd(url, keys[1:], 20))
+            with httpx.Client(base_url=url, timeout=120) as client:
+                for user in client.get("/v1/users", headers=admin).json():
+                    client.delete(
+                        f"/v1/users/{user['id']}",
+                        params={"delete_workspace": "true"},
+                        headers=admin,
+                    )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    table = Table(title="agentcell HTTP API benchmark (ms)")
+    for col in ("what", "p50", "p95", "p99", "n", "vs docker exec (p50)", "target", "note"):
+        table.add_column(col)
+    b50 = pct(base, 0.5)
+    for name, samples, target, note in (
+        ("baseline: docker exec … print(1)", base, "", ""),
+        ("warm exec through HTTP", http, "p50 ≤ 5, p99 ≤ 20", "best peer here 18.5"),
+        (f"{users} users × 20 execs at once, HTTP", crowd_ms, "0 errors, p99 ≤ 100",
+         f"{len(errors)} errors"),
+        ("10 MB stdout over SSE", [stream_ms], "memory flat",
+         f"server RSS {rss_before:.0f} → peak {rss_peak:.0f} MiB"),
+    ):
+        table.add_row(
+            name,
+            f"{pct(samples, 0.5):.2f}",
+            f"{pct(samples, 0.95):.2f}",
+            f"{pct(samples, 0.99):.2f}",
+            str(len(samples)),
+            f"{b50 / pct(samples, 0.5):.1f}×" if samples is not base else "1.0×",
+            target,
+            note,
+        )
+    console.print(table)
+    if errors:
+        console.print("first errors:", errors[:5])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    main(parser.parse_args().quick)
