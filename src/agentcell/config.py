@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_token: str = Field("", description="empty = generated once into data_dir/admin_token")
+    max_code_bytes: int = Field(1024 * 1024, ge=1, description="largest code of one exec")
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest file upload")
+    database_url: str = Field(
+        "",
+        description="sqlite:///path or postgresql://user:password@host/db; "
+        "empty = SQLite file agentcell.db in data_dir",
+    )
     instance_id: str = Field("", description="labels our containers; empty = derived from data_dir")
     docker_host: str | None = Field(
         None, validation_alias=AliasChoices("AGENTCELL_DOCKER_HOST", "DOCKER_HOST")
@@ -88,3 +98,22 @@ class Settings(BaseSettings):
         if self.instance_id:
             return self.instance_id
         return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+
+
+class ClientSettings(BaseSettings):
+    """Where the Python client and the CLI find a server, and the keys they send.
+
+    Environment: ``AGENTCELL_URL``, ``AGENTCELL_API_KEY``, ``AGENTCELL_ADMIN_TOKEN``,
+    ``AGENTCELL_TIMEOUT_S``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTCELL_", extra="ignore")
+
+    url: str = Field("http://127.0.0.1:8000", description="base URL of the agentcell server")
+    api_key: str = Field("", repr=False, description="a user's API key (agentcell users add)")
+    admin_token: str = Field(
+        "", repr=False, description="the admin token, for user management and /v1/admin"
+    )
+    timeout_s: float = Field(
+        30, gt=0, description="connect/read timeout per request; execs wait as long as they run"
+    )

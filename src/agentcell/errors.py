@@ -24,6 +24,22 @@ class DockerUnavailable(AgentcellError):
     hint = "start Docker, or run scripts/setup, which installs and starts it"
 
 
+class Unauthorized(AgentcellError):
+    status_code = 401
+    code = "unauthorized"
+    hint = "send the header 'Authorization: Bearer <your API key>'"
+
+
+class Forbidden(AgentcellError):
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(AgentcellError):
+    status_code = 413
+    code = "too_large"
+
+
 class BackendError(AgentcellError):
     """The container engine refused an operation."""
 
@@ -87,9 +103,15 @@ class InvalidPath(AgentcellError, ValueError):
     hint = "use a path relative to the workspace, without '..', that stays inside it"
 
 
-class PathNotFound(AgentcellError, FileNotFoundError):
+class NotFound(AgentcellError, LookupError):
+    """Also what another user's ids answer: existence is not disclosed."""
+
     status_code = 404
     code = "not_found"
+
+
+class PathNotFound(NotFound, FileNotFoundError):
+    pass
 
 
 class UnsupportedFileType(AgentcellError, OSError):
@@ -107,6 +129,27 @@ class WorkspaceFull(AgentcellError, OSError):
     status_code = 507
     code = "workspace_full"
     hint = "delete files from the workspace, or ask the operator for a larger quota"
+
+
+class Conflict(AgentcellError):
+    """The request clashes with what exists already (say, a user name that is taken)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidSetting(AgentcellError, ValueError):
+    """A setting cannot be used as given (say, AGENTCELL_DATABASE_URL)."""
+
+    code = "invalid_setting"
+
+
+class StoreUnavailable(AgentcellError):
+    """The database does not answer, or cannot be migrated."""
+
+    status_code = 503
+    code = "store_unavailable"
+    hint = "check AGENTCELL_DATABASE_URL and that the database server is running, then retry"
 
 
 # Error codes the executor sends, mapped to the exception the host raises.

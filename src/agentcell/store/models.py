@@ -1,0 +1,110 @@
+"""Table rows. A change here needs a migration in ``migrations/versions`` (see ``db.py``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Constraint names that are the same on every database, so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every database.
+
+    PostgreSQL keeps ``timestamptz`` and answers in the session's zone; SQLite keeps text and
+    answers naive values. Both come back here as aware datetimes in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one, e.g. datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # sha256 hex of the API key; the key itself is never stored (see store.hash_key).
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, name={self.name!r})"
+
+
+class AuditEvent(Base):
+    """Who did what, when. ``user_id`` is not a foreign key: the trail outlives the user."""
+
+    __tablename__ = "audit"
+    # (user_id, id) serves "this user's events, newest first, before id N" and plain
+    # lookups by user_id alike.
+    __table_args__ = (Index("ix_audit_user_id_id", "user_id", "id"),)
+
+    # BIGINT on PostgreSQL; SQLite's rowid alias must be spelled INTEGER (it is 64-bit anyway).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None]
+    # Spelled out: SQLAlchemy 2.0 maps ``float`` to Float, 2.1 to Double.
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    ok: Mapped[bool]
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(id={self.id!r}, user_id={self.user_id!r}, action={self.action!r})"

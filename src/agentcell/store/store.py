@@ -1,0 +1,229 @@
+"""The store: users with hashed API keys, and the audit trail.
+
+Every query about a user's things takes that user's id. Rows come back detached
+(``expire_on_commit=False``): read their attributes freely after the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Self
+
+from alembic.util.exc import CommandError
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from agentcell.config import Settings
+from agentcell.errors import Conflict, InvalidRequest, StoreUnavailable
+from agentcell.store import db
+from agentcell.store.models import AuditEvent, User, utcnow
+
+log = logging.getLogger(__name__)
+
+NAME_RULE = (
+    "1 to 64 characters: lowercase letters, digits, '_', '.' and '-', "
+    "starting with a letter or a digit"
+)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+KEY_PREFIX = "ac_"
+DETAIL_MAX = 2000
+TARGET_MAX = 1000
+AUDIT_LIMIT_MAX = 1000
+
+
+def hash_key(api_key: str) -> str:
+    """sha256 hex of an API key.
+
+    Keys are 32 random bytes (256 bits): nothing can guess or brute-force them, so a slow
+    password hash (bcrypt, argon2) would only add latency to every request. A preimage-resistant
+    fast hash is enough to make a leaked table useless for logging in, and it lets us find the
+    user by an indexed equality lookup on the hash, with no comparison of secrets in our code.
+    """
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_user_id() -> str:
+    return "u_" + secrets.token_hex(8)
+
+
+def validate_name(name: str) -> str:
+    # fullmatch, not ``$``: ``$`` also matches before a trailing newline.
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid user name {name!r}", hint=f"a user name is {NAME_RULE}")
+    return name
+
+
+def _clip(text: str, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; output of a user's program can.
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    orig = getattr(exc, "orig", None) or exc
+    first_line = (str(orig).strip().splitlines() or [""])[0]
+    return StoreUnavailable(f"database error: {type(orig).__name__}: {first_line}")
+
+
+class Store:
+    """Open with ``await Store.open(url)`` (migrates first); ``close()`` or ``async with``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Migrate the database to head (off the event loop), then connect."""
+        try:
+            await asyncio.to_thread(db.upgrade, url)
+        except (OperationalError, InterfaceError) as exc:
+            raise _unavailable(exc) from exc
+        except CommandError as exc:
+            raise StoreUnavailable(
+                f"cannot migrate the database: {exc}",
+                hint="the database may have been migrated by a newer agentcell; "
+                "upgrade agentcell, or point AGENTCELL_DATABASE_URL at another database",
+            ) from exc
+        store = cls(db.async_engine(url))
+        log.info("store open: %s", db.async_url(url).render_as_string(hide_password=True))
+        return store
+
+    @classmethod
+    async def from_settings(cls, settings: Settings) -> Store:
+        return await cls.open(db.database_url(settings))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._sessions() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers (for health checks)."""
+        async with self._session() as session:
+            await session.execute(text("SELECT 1"))
+
+    # users
+
+    async def create_user(self, name: str) -> tuple[User, str]:
+        """A new user and their API key. The key is shown this once: only its hash is kept."""
+        validate_name(name)
+        api_key = new_api_key()
+        user = User(
+            id=new_user_id(),
+            name=name,
+            key_hash=hash_key(api_key),
+            key_prefix=api_key[:8],
+            created_at=utcnow(),
+        )
+        async with self._session() as session:
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise Conflict(
+                    f"a user named {name!r} exists already", hint="choose another name"
+                ) from None
+        return user, api_key
+
+    async def list_users(self) -> list[User]:
+        async with self._session() as session:
+            return list((await session.scalars(select(User).order_by(User.name))).all())
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._session() as session:
+            return await session.get(User, user_id)
+
+    async def user_by_key(self, api_key: str) -> User | None:
+        """The key's owner, found by the key's hash (see ``hash_key``), or None."""
+        async with self._session() as session:
+            found = await session.scalars(select(User).where(User.key_hash == hash_key(api_key)))
+            return found.first()
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user; their audit trail stays. False when there was no such user."""
+        async with self._session() as session:
+            query = delete(User).where(User.id == user_id).returning(User.id)
+            deleted = await session.scalar(query)
+            await session.commit()
+            return deleted is not None
+
+    # audit
+
+    async def record(
+        self,
+        user_id: str,
+        action: str,
+        *,
+        target: str = "",
+        detail: str = "",
+        exit_code: int | None = None,
+        duration_ms: float | None = None,
+        ok: bool = True,
+    ) -> None:
+        """Append one event to the audit trail (``detail`` is trimmed to 2000 characters)."""
+        event = AuditEvent(
+            user_id=user_id,
+            at=utcnow(),
+            action=action,
+            target=_clip(target, TARGET_MAX),
+            detail=_clip(detail, DETAIL_MAX),
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            ok=ok,
+        )
+        async with self._session() as session:
+            session.add(event)
+            await session.commit()
+
+    async def audit(
+        self, user_id: str | None, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditEvent]:
+        """Events newest first: one user's, or everyone's when ``user_id`` is None (admin).
+
+        Page on with ``before_id`` = the last id of the previous page.
+        """
+        if not 1 <= limit <= AUDIT_LIMIT_MAX:
+            raise InvalidRequest(
+                f"limit {limit} out of range", hint=f"ask for 1 to {AUDIT_LIMIT_MAX} events"
+            )
+        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        if user_id is not None:
+            query = query.where(AuditEvent.user_id == user_id)
+        if before_id is not None:
+            query = query.where(AuditEvent.id < before_id)
+        async with self._session() as session:
+            return list((await session.scalars(query)).all())
