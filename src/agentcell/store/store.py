@@ -83,6 +83,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._pending: list[AuditEvent] = []  # audit events not yet written (see ``record``)
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -110,6 +112,7 @@ class Store:
         return self._engine
 
     async def close(self) -> None:
+        await self.flush()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -205,9 +208,32 @@ class Store:
             duration_ms=duration_ms,
             ok=ok,
         )
-        async with self._session() as session:
-            session.add(event)
-            await session.commit()
+        # Written behind the caller, in batches: an exec's answer does not wait for a commit.
+        # ``audit()`` and ``close()`` flush first, so readers never miss an event.
+        self._pending.append(event)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._session() as session:
+                    session.add_all(batch)
+                    await session.commit()
+            except StoreUnavailable as exc:
+                self._pending[:0] = batch  # kept for the next attempt
+                log.error("audit: %d events wait, the database failed: %s", len(batch), exc)
+                return
+
+    async def flush(self) -> None:
+        """Wait until every recorded audit event is in the database."""
+        while self._pending or (self._writer is not None and not self._writer.done()):
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_pending())
+            await asyncio.shield(self._writer)
+            if self._pending and self._writer.done():
+                raise StoreUnavailable(f"{len(self._pending)} audit events could not be written")
 
     async def audit(
         self, user_id: str | None, *, limit: int = 100, before_id: int | None = None
@@ -225,5 +251,6 @@ class Store:
             query = query.where(AuditEvent.user_id == user_id)
         if before_id is not None:
             query = query.where(AuditEvent.id < before_id)
+        await self.flush()
         async with self._session() as session:
             return list((await session.scalars(query)).all())

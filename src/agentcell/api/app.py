@@ -1,0 +1,91 @@
+"""``create_app(settings)``: the lifespan builds the store and the cell manager onto app.state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentcell import __version__
+from agentcell.api import errors
+from agentcell.api.auth import KeyCache, ensure_admin_token
+from agentcell.api.metrics import Metrics, MetricsMiddleware
+from agentcell.api.routes import audit, cell, files, ops, users
+from agentcell.config import Settings
+from agentcell.sandbox.manager import CellManager
+from agentcell.store import Store
+
+log = logging.getLogger(__name__)
+
+UPLOAD_PATH = "/v1/files/raw"
+BODY_SLACK = 64 * 1024  # JSON around the code
+
+
+class BodyLimit:
+    """Refuse oversized request bodies while they arrive, before anything buffers them.
+    Uploads have their own (larger) limit, enforced by their route as the body streams."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == UPLOAD_PATH:
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            response = errors.error_response(
+                413, "too_large", f"request bodies are limited to {self.limit} bytes",
+                "write large programs to a file in the workspace and run the file",
+            )
+            await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _cell_states(cells: CellManager) -> list[str]:
+    return [c.state.value if c.owner else "pooled" for c in cells.cells()]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.admin_token, _ = ensure_admin_token(settings)
+        async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
+            app.state.store = store
+            app.state.cells = cells
+            log.info("agentcell %s ready; cells run %s", __version__, cells.image)
+            yield
+
+    app = FastAPI(
+        title="agentcell",
+        version=__version__,
+        summary="A private, persistent, hardened sandbox per user, driven by an agent.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keys = KeyCache()
+    app.state.metrics = Metrics(lambda: _cell_states(app.state.cells))
+    errors.install(app)
+    for module in (users, cell, files, audit, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

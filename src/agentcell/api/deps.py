@@ -1,0 +1,88 @@
+"""FastAPI dependencies as Annotated aliases: who is calling, and the services on app.state."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agentcell.api.metrics import Metrics
+from agentcell.config import Settings
+from agentcell.errors import Forbidden, Unauthorized
+from agentcell.sandbox.manager import CellManager
+from agentcell.store import Store
+from agentcell.store.models import User
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _cells(request: Request) -> CellManager:
+    cells: CellManager = request.app.state.cells
+    return cells
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+StoreDep = Annotated[Store, Depends(_store)]
+CellsDep = Annotated[CellManager, Depends(_cells)]
+
+_bearer = HTTPBearer(auto_error=False, description="a user's API key, or the admin token")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User | None  # None for the admin
+
+    @property
+    def admin(self) -> bool:
+        return self.user is None
+
+
+async def _principal(
+    request: Request,
+    store: StoreDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("no API key was sent")
+    token = credentials.credentials
+    if hmac.compare_digest(token.encode(), request.app.state.admin_token.encode()):
+        return Principal(user=None)
+    user = await request.app.state.keys.user(store, token)
+    if user is None:
+        raise Unauthorized("this API key is not valid", hint="ask the admin for a new key")
+    return Principal(user=user)
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+async def _current_user(principal: PrincipalDep) -> User:
+    if principal.user is None:
+        raise Forbidden("the admin token has no cell", hint="use a user's API key for this")
+    return principal.user
+
+
+async def _admin(principal: PrincipalDep) -> None:
+    if not principal.admin:
+        raise Forbidden("only the admin may do this", hint="send the admin token")
+
+
+CurrentUser = Annotated[User, Depends(_current_user)]
+AdminOnly = Depends(_admin)

@@ -1,0 +1,25 @@
+"""The audit log: a user sees their own events, the admin sees everyone's."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from agentcell.api.deps import PrincipalDep, StoreDep
+from agentcell.api.schemas import AuditEventPublic, AuditPage
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("")
+async def audit(
+    principal: PrincipalDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="an event id: older events")] = None,
+) -> AuditPage:
+    owner = principal.user.id if principal.user else None
+    events = await store.audit(owner, limit=limit, before_id=before)
+    page = [AuditEventPublic.model_validate(e, from_attributes=True) for e in events]
+    return AuditPage(events=page, next_before=page[-1].id if len(page) == limit else None)

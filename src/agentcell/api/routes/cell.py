@@ -1,0 +1,161 @@
+"""The caller's own cell: status, exec (JSON or SSE), restart, delete."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from agentcell.api.deps import CellsDep, CurrentUser, MetricsDep, SettingsDep, StoreDep
+from agentcell.api.metrics import Metrics
+from agentcell.api.schemas import CellPublic, ExecRequest, ExecResponse, ExitEvent, Limits
+from agentcell.config import Settings
+from agentcell.errors import AgentcellError, PayloadTooLarge
+from agentcell.executor.protocol import Exit
+from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.manager import CellManager
+from agentcell.store import Store
+
+router = APIRouter(prefix="/v1/cell", tags=["cell"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _time(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts else None
+
+
+def cell_public(cells: CellManager, owner: str) -> CellPublic:
+    s = cells.settings
+    lim = s.limits
+    cell = cells.get(owner)
+    return CellPublic(
+        state=cell.state.value if cell else "none",
+        image=cells.image,
+        limits=Limits(
+            memory_mb=lim.memory_mb,
+            cpus=lim.cpus,
+            pids=lim.pids,
+            tmp_mb=lim.tmp_mb,
+            workspace_mb=lim.workspace_mb,
+        ),
+        network=s.network,
+        created_at=_time(cell.created_at) if cell else None,
+        last_active_at=_time(cell.last_active_at) if cell else None,
+    )
+
+
+@router.get("")
+async def get_cell(user: CurrentUser, cells: CellsDep) -> CellPublic:
+    return cell_public(cells, user.id)
+
+
+def _check_size(body: ExecRequest, settings: Settings) -> None:
+    size = len(body.code.encode())
+    if size > settings.max_code_bytes:
+        raise PayloadTooLarge(
+            f"code is {size} bytes; the limit is {settings.max_code_bytes}",
+            hint="write large programs to a file in the workspace and run the file",
+        )
+
+
+def sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@dataclass
+class ExecLog:
+    """Records one exec in the audit log and the metrics."""
+
+    store: Store
+    metrics: Metrics
+    owner: str
+    body: ExecRequest
+
+    async def done(self, exit_code: int | None, duration_ms: float, error: str = "") -> None:
+        ok = exit_code == 0 and not error
+        detail = f"{error}\n{self.body.code}" if error else self.body.code
+        await self.store.record(
+            self.owner,
+            "exec",
+            target=self.body.language,
+            detail=detail,
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            ok=ok,
+        )
+        self.metrics.observe_exec(self.body.language, ok, duration_ms)
+
+
+async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncIterator[bytes]:
+    started = time.perf_counter()
+    exit_code: int | None = None
+    error = ""
+    try:
+        async for event in cell.stream(
+            body.code, body.language, context=body.context, timeout_s=body.timeout_s
+        ):
+            if isinstance(event, Exit):
+                exit_code = event.exit_code
+                yield sse("exit", ExitEvent.model_validate(event, from_attributes=True).model_dump())
+            else:
+                yield sse(event.stream, {"data": event.data})
+    except AgentcellError as exc:
+        error = f"{exc.code}: {exc.message}"
+        yield sse("error", {"code": exc.code, "message": exc.message, "hint": exc.hint})
+    finally:
+        await log.done(exit_code, (time.perf_counter() - started) * 1000, error)
+
+
+@router.post(
+    "/exec",
+    response_model=ExecResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE"}},
+)
+async def exec_code(
+    body: ExecRequest,
+    request: Request,
+    user: CurrentUser,
+    cells: CellsDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> ExecResponse | StreamingResponse:
+    """Run code in the caller's cell. ``Accept: text/event-stream`` streams
+    ``stdout``/``stderr`` events, then ``exit`` (or ``error``)."""
+    _check_size(body, settings)
+    log = ExecLog(store, metrics, user.id, body)
+    cell = await cells.ensure(user.id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        stream = _event_stream(cell, body, log)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    started = time.perf_counter()
+    try:
+        result = await cell.exec(
+            body.code, body.language, context=body.context, timeout_s=body.timeout_s
+        )
+    except AgentcellError as exc:
+        await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
+        raise
+    await log.done(result.exit_code, result.duration_ms)
+    return ExecResponse.model_validate(result, from_attributes=True)
+
+
+@router.post("/restart")
+async def restart_cell(user: CurrentUser, cells: CellsDep, store: StoreDep) -> CellPublic:
+    await cells.restart(user.id)
+    await store.record(user.id, "cell.restart")
+    return cell_public(cells, user.id)
+
+
+@router.delete("", status_code=204)
+async def delete_cell(user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
+    """Remove the container; the workspace is kept."""
+    await cells.remove(user.id)
+    await store.record(user.id, "cell.delete")
+    return Response(status_code=204)

@@ -1,0 +1,147 @@
+"""Request and response shapes of API v1 (DESIGN §7). Storage rows live in agentcell.store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    hint: str = ""
+
+
+class ErrorResponse(BaseModel):
+    """Every error answers with this shape, whatever the status."""
+
+    error: ErrorBody
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64, examples=["alice"])
+
+
+class UserPublic(BaseModel):
+    id: str
+    name: str
+    key_prefix: str = ""
+    created_at: datetime
+
+
+class UserCreated(UserPublic):
+    api_key: str = Field(description="shown once; only its hash is stored")
+
+
+class Me(BaseModel):
+    id: str
+    name: str
+    admin: bool = False
+    created_at: datetime | None = None
+
+
+class ExecRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["python", "shell"] = "python"
+    code: str = Field(min_length=1)
+    timeout_s: float | None = Field(None, gt=0, description="default and maximum in settings")
+    context: str = Field("default", pattern=CONTEXT_PATTERN, description="python context name")
+
+
+class ExecResponse(BaseModel):
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: float
+    truncated: bool
+    timed_out: bool
+
+
+class ExitEvent(BaseModel):
+    """The last SSE event of an exec stream (``event: exit``)."""
+
+    exit_code: int
+    duration_ms: float
+    truncated: bool
+    timed_out: bool
+
+
+class Limits(BaseModel):
+    memory_mb: int
+    cpus: float
+    pids: int
+    tmp_mb: int
+    workspace_mb: int
+
+
+class CellPublic(BaseModel):
+    state: str = Field(description="none, running, paused, stopped, removed or dead")
+    image: str
+    limits: Limits
+    network: str
+    created_at: datetime | None
+    last_active_at: datetime | None
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "dir", "link", "other"]
+    size: int
+    modified_at: datetime
+
+
+class FileList(BaseModel):
+    path: str
+    entries: list[FileEntry]
+
+
+class FileWritten(BaseModel):
+    path: str
+    size: int
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    user_id: str
+    at: datetime
+    action: str
+    target: str
+    detail: str
+    exit_code: int | None
+    duration_ms: float | None
+    ok: bool
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic]
+    next_before: int | None = Field(None, description="pass as ?before= for the next page")
+
+
+class AdminCell(BaseModel):
+    owner: str
+    cell_id: str
+    container_id: str
+    state: str
+    active: int
+    created_at: datetime
+    last_active_at: datetime
+
+
+class ReapResult(BaseModel):
+    paused: int
+    stopped: int
+    removed: int
+    died: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    docker: bool
+    database: bool
+    version: str
