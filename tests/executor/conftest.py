@@ -1,6 +1,7 @@
 """Executor fixtures. ``executor`` is the client the shared cases in test_executor.py use; it is
-parametrized by backend, so a real cell can run the same cases: add a fixture that yields an
-object with a ``client`` attribute (say ``docker_executor``) and its name to ``BACKENDS``."""
+parametrized by backend, so the same cases run against the server on the host and in a real,
+hardened cell (a container made as the Docker backend makes cells, with a small memory limit).
+A backend is a fixture ``<name>_executor`` that yields an object with a ``client`` attribute."""
 
 from __future__ import annotations
 
@@ -9,18 +10,35 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 
+from agentcell.config import CellLimits
 from agentcell.errors import ExecutorUnreachable
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
+from agentcell.sandbox.base import CellSpec
+from agentcell.sandbox.docker.backend import CELL_UID, host_config
+from tests.conftest import RUN_ID, TEST_LABEL
 
-BACKENDS = ["host"]
+BACKENDS = ["host", pytest.param("docker", marks=pytest.mark.docker)]
 START_TIMEOUT_S = 15.0
+
+
+async def wait_ready(client: ExecutorClient, alive: Callable[[], bool]) -> None:
+    async with asyncio.timeout(START_TIMEOUT_S):
+        while True:
+            if not alive():
+                pytest.fail("the executor exited at start (its log is above)")
+            try:
+                await client.ping()
+                return
+            except ExecutorUnreachable:
+                await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -33,7 +51,8 @@ class HostExecutor:
     process: subprocess.Popen[bytes]
 
 
-async def start_host_executor(base: Path) -> HostExecutor:
+async def start_host_executor(base: Path, *flags: str) -> HostExecutor:
+    """The server with its workspace and control directory under base; flags as --warm."""
     workspace, control = base / "workspace", base / "control"
     workspace.mkdir()
     control.mkdir()
@@ -45,18 +64,11 @@ async def start_host_executor(base: Path) -> HostExecutor:
         str(control / SOCKET_NAME),
         "--workspace",
         str(workspace),
+        *flags,
     ]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     client = ExecutorClient(control)
-    async with asyncio.timeout(START_TIMEOUT_S):
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the executor exited at start with {process.returncode}")
-            try:
-                await client.ping()
-                break
-            except ExecutorUnreachable:
-                await asyncio.sleep(0.02)
+    await wait_ready(client, lambda: process.poll() is None)
     return HostExecutor(client, control, workspace, process)
 
 
@@ -77,6 +89,46 @@ async def host_executor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     host = await start_host_executor(tmp_path_factory.mktemp("executor"))
     yield host
     stop_host_executor(host)
+
+
+@dataclass
+class DockerExecutor:
+    """The server in a cell of its own: the image's command, the backend's hardening."""
+
+    client: ExecutorClient
+    container: docker.models.containers.Container
+
+
+@pytest.fixture(scope="module")
+async def docker_executor(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    minimal_image: str,
+) -> AsyncIterator[DockerExecutor]:
+    if os.geteuid() not in (0, CELL_UID):
+        pytest.skip("the cell's socket is private to uid 1000: run as root or as uid 1000")
+    base = tmp_path_factory.mktemp("cell")
+    workspace, control = base / "workspace", base / "control"
+    for path in (workspace, control):
+        path.mkdir()
+        if os.geteuid() == 0:
+            os.chown(path, CELL_UID, CELL_UID)
+    limits = CellLimits(memory_mb=256, workspace_mb=0)
+    spec = CellSpec(f"exec-{RUN_ID}", "", minimal_image, workspace, control, limits)
+    container = docker_client.containers.run(
+        minimal_image, detach=True, labels={TEST_LABEL: RUN_ID}, **host_config(spec)
+    )
+    try:
+        client = ExecutorClient(control)
+
+        def alive() -> bool:
+            container.reload()
+            return bool(container.status in ("created", "running"))
+
+        await wait_ready(client, alive)
+        yield DockerExecutor(client, container)
+    finally:
+        container.remove(force=True)
 
 
 @pytest.fixture(params=BACKENDS)

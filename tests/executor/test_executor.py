@@ -19,6 +19,7 @@ from agentcell.errors import (
     UnsupportedFileType,
 )
 from agentcell.executor.client import ExecutorClient
+from agentcell.executor.contexts import MAX_CONTEXTS
 from agentcell.executor.protocol import CHUNK_BYTES, VERSION, Exec, Exit, Language, Output
 
 # Prints "dead" once the process whose pid is in ./bg.pid is gone (or a zombie about to be reaped).
@@ -165,6 +166,92 @@ async def test_close_context(executor: ExecutorClient) -> None:
     await executor.close_context(ctx)
     await executor.close_context(ctx)  # closing twice, or an unknown context, is fine
     assert (await executor.exec(py("print('kept' in globals())", ctx))).stdout == "False\n"
+
+
+async def test_context_is_a_process_group_of_its_own(executor: ExecutorClient) -> None:
+    server = (await executor.ping()).pid
+    code = "import os\nprint(os.getpid(), os.getpgid(0), os.getsid(0))"
+    one = (await executor.exec(py(code))).stdout.split()
+    other = (await executor.exec(py(code))).stdout.split()
+    assert len(set(one)) == len(set(other)) == 1  # pid = process group = session
+    assert one != other
+    assert str(server) not in one + other
+
+
+async def test_context_starts_clean(executor: ExecutorClient) -> None:
+    code = (
+        "import os, signal, sys\n"
+        "print(sorted(int(fd) for fd in os.listdir('/proc/self/fd'))[:4])\n"
+        "print(len(os.listdir('/proc/self/fd')))\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+        "print(open('/proc/self/oom_score_adj').read().strip())\n"
+        "print(sys.stdin.read() == '', sys.argv)\n"
+        "import asyncio\n"
+        "async def f():\n"
+        "    await asyncio.sleep(0)\n"
+        "    return 'loop'\n"
+        "print(asyncio.run(f()))"
+    )
+    result = await executor.exec(py(code))
+    assert (result.exit_code, result.stderr) == (0, "")
+    # stdin, stdout, stderr, the control socket, and the fd that lists them: nothing else
+    assert result.stdout.splitlines() == ["[0, 1, 2, 3]", "5", "True", "500", "True ['']", "loop"]
+
+
+async def test_random_differs_between_fresh_contexts(executor: ExecutorClient) -> None:
+    code = "import random\nprint(random.random())"
+    assert (await executor.exec(py(code))).stdout != (await executor.exec(py(code))).stdout
+
+
+async def test_close_context_kills_its_background_children(executor: ExecutorClient) -> None:
+    d = fresh()
+    await executor.write(f"{d}/.keep", b"")
+    ctx = fresh()
+    code = (
+        "import subprocess\nopen('bg.pid', 'w').write(str(subprocess.Popen(['sleep', '300']).pid))"
+    )
+    assert (await executor.exec(py(code, ctx, cwd=d))).exit_code == 0
+    await executor.close_context(ctx)
+    assert (await executor.exec(sh(GONE, cwd=d, timeout_s=30))).stdout == "dead\n"
+
+
+async def test_a_dead_contexts_background_children_are_killed(executor: ExecutorClient) -> None:
+    d = fresh()
+    await executor.write(f"{d}/.keep", b"")
+    code = (
+        "import os, subprocess\n"
+        "open('bg.pid', 'w').write(str(subprocess.Popen(['sleep', '300']).pid))\n"
+        "os._exit(0)"
+    )
+    assert (await executor.exec(py(code, cwd=d))).context_reset
+    assert (await executor.exec(sh(GONE, cwd=d, timeout_s=30))).stdout == "dead\n"
+
+
+async def test_least_recently_used_idle_context_makes_room(executor: ExecutorClient) -> None:
+    names = [fresh() for _ in range(MAX_CONTEXTS + 1)]
+    for i, name in enumerate(names):  # the last one closes the first (or an older one)
+        await executor.exec(py(f"kept = {i}", name))
+    for i, name in enumerate(names[1:], start=1):
+        kept = await executor.exec(py("print(kept)", name))
+        assert (kept.stdout, kept.context_reset) == (f"{i}\n", False)
+    first = await executor.exec(py("print('kept' in globals())", names[0]))
+    assert (first.stdout, first.context_reset) == ("False\n", True)
+    again = await executor.exec(py("print(1)", names[0]))
+    assert again.context_reset is False
+
+
+async def test_a_busy_context_is_never_closed_for_room(executor: ExecutorClient) -> None:
+    busy = fresh()
+    await executor.exec(py("kept = 7", busy))
+    code = "import time\nprint('started', flush=True)\ntime.sleep(120)"
+    events = executor.stream(py(code, busy, timeout_s=120))
+    assert isinstance(await anext(events), Output)
+    for _ in range(MAX_CONTEXTS):
+        assert (await executor.exec(py("x = 1"))).exit_code == 0
+    await executor.interrupt(busy)
+    _, exit_ = await collect(events)
+    assert (exit_.exit_code, exit_.context_reset) == (1, False)
+    assert (await executor.exec(py("print(kept)", busy))).stdout == "7\n"
 
 
 # --- shell -------------------------------------------------------------------------------------

@@ -1,2 +1,2 @@
-"""Talking to a cell. ``protocol``, ``server`` and ``kernel`` ship inside the image (stdlib only);
-``client`` runs on the host. Keep this file free of imports: the image copies the package."""
+"""Talking to a cell. Every module here but ``client`` (the host side) ships inside the image and
+uses only the standard library and relative imports; keep this file free of imports."""

@@ -1,11 +1,14 @@
 """A python context: one long-lived process that runs the code the executor server sends.
 
-Standard library only; started by server.py as ``python3 kernel.py CONTROL_FD``. Requests
-arrive as JSON lines ``{"code", "cwd", "env"}`` on the control socket. Like a notebook, the
-globals persist between runs and the value of a final expression is printed. After each run
-the kernel flushes stdout and stderr (pipes the server reads), then answers
+Standard library only. The process is a fork of the server (zygote.py), which calls ``serve``
+once the process is set up: stdin is /dev/null, stdout and stderr are pipes the server reads,
+and ``CONTROL_FD`` is a socket to the server. Requests arrive there as JSON lines
+``{"code", "cwd", "env"}``. Like a notebook, the globals persist between runs and the value of a
+final expression is printed. After each run the kernel flushes stdout and stderr, then answers
 ``{"exit_code": n}``: everything the code printed is in the pipes before the answer is sent.
 """
+
+from __future__ import annotations
 
 import ast
 import io
@@ -19,6 +22,7 @@ import traceback
 import types
 from typing import Any
 
+CONTROL_FD = 3
 KEEP_SOURCES = 200  # cells whose source stays in linecache, for tracebacks
 HIDDEN_FILES = {__file__, ast.parse.__code__.co_filename}  # frames not shown in tracebacks
 
@@ -26,6 +30,7 @@ HIDDEN_FILES = {__file__, ast.parse.__code__.co_filename}  # frames not shown in
 class Kernel:
     def __init__(self) -> None:
         main = types.ModuleType("__main__")  # pickle and multiprocessing look classes up here
+        self.previous_main = sys.modules.get("__main__")  # kept alive: the server's own code
         sys.modules["__main__"] = main
         self.globals: dict[str, Any] = main.__dict__
         self.count = 0
@@ -101,29 +106,31 @@ def flush() -> None:
             pass
 
 
-def raise_oom_score() -> None:
-    """Make the OOM killer prefer this process over the server (raising it needs no privilege)."""
-    try:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-        try:
-            os.write(fd, b"500")
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+def open_stdio() -> None:
+    """Fresh sys.stdin/stdout/stderr on fds 0, 1 and 2, as ``python3 -u`` makes them, except that
+    stdout and stderr are line buffered, as on a terminal: one write per line, not per call."""
+    for name, fd in (("stdin", 0), ("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, f"__{name}__", None)
+        encoding = getattr(old, "encoding", None) or "utf-8"
+        errors = getattr(old, "errors", None) or ("backslashreplace" if fd == 2 else "strict")
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+        stream = io.TextIOWrapper(
+            io.BufferedReader(raw) if fd == 0 else raw,
+            encoding,
+            errors,
+            newline="\n",
+            line_buffering=fd != 0,
+        )
+        setattr(sys, f"__{name}__", stream)
+        setattr(sys, name, stream)
 
 
-def main() -> None:
-    fd = int(sys.argv[1])
-    os.set_inheritable(fd, False)  # the code's own subprocesses must not hold the control socket
-    control = socket.socket(fileno=fd)
+def serve(cwd: str) -> None:
+    """The kernel's loop; returns when the server hangs up."""
+    control = socket.socket(fileno=CONTROL_FD)
     requests = control.makefile("rb")
-    raise_oom_score()
-    for stream in (sys.stdout, sys.stderr):  # as on a terminal: one write per line, not per call
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(line_buffering=True, write_through=False)
-    sys.path[0] = ""  # imports from the working directory, not from the executor's own directory
     kernel = Kernel()
+    kernel.cwd = cwd  # the process starts there
     signal.signal(signal.SIGINT, kernel.on_sigint)
     while True:
         try:
@@ -140,7 +147,3 @@ def main() -> None:
         code = kernel.run(req["code"])
         flush()
         control.sendall(json.dumps({"exit_code": code}).encode() + b"\n")
-
-
-if __name__ == "__main__":
-    main()

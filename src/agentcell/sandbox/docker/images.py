@@ -45,7 +45,16 @@ DATA_DIR = Path(__file__).parent / "image"
 DOCKERFILE = DATA_DIR / "Dockerfile"
 PROFILES_DIR = DATA_DIR / "profiles"
 EXECUTOR_DIR = Path(__file__).resolve().parents[2] / "executor"
-EXECUTOR_FILES = ("__init__.py", "protocol.py", "server.py", "kernel.py")
+HOST_ONLY_EXECUTOR_FILES = frozenset({"client.py"})  # the host's side: never in the image
+
+
+def executor_files() -> tuple[str, ...]:
+    """The executor modules the image gets: every ``executor/*.py`` but the host-only ones."""
+    names = (path.name for path in EXECUTOR_DIR.glob("*.py"))
+    return tuple(sorted(n for n in names if n not in HOST_ONLY_EXECUTOR_FILES))
+
+
+EXECUTOR_FILES = executor_files()  # as of import; every recipe looks again
 REPOSITORY = "agentcell-sandbox"
 BASE_REPOSITORY = "agentcell-base"
 LABEL_PROFILE = "agentcell.image.profile"
@@ -114,7 +123,7 @@ def _recipe(profile: Profile) -> dict[str, bytes]:
         "Dockerfile": DOCKERFILE.read_bytes(),
         "profile.json": json.dumps(spec, sort_keys=True).encode(),
     }
-    for name in EXECUTOR_FILES:
+    for name in executor_files():
         with contextlib.suppress(FileNotFoundError):
             files[f"executor/{name}"] = (EXECUTOR_DIR / name).read_bytes()
     return files

@@ -1,0 +1,158 @@
+"""Python contexts, as the server sees them: one kernel process each (a fork of the server, see
+zygote.py), started on demand, one exec at a time, and at most ``limit`` alive at once: the
+least recently used idle one is closed to make room, never a busy one. Standard library only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+
+from . import protocol as p
+from .conn import Fail
+from .pipes import Pump
+from .procs import killpg, wait_any, watch_exit
+from .zygote import fork_kernel
+
+KILL_GRACE_S = 1.0
+MAX_CONTEXTS = 8  # live python contexts per cell: each holds its own memory
+
+
+class Context:
+    """One python kernel process, started on demand; one exec at a time."""
+
+    pump: Pump
+    exited: asyncio.Future[int]
+    control: socket.socket
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.lock = asyncio.Lock()
+        self.pid: int | None = None
+        self.busy = False  # an exec runs: interrupts go through
+        self.users = 0  # execs running or waiting: not to be closed for room
+        self.used = 0.0  # when it last ran (monotonic)
+        self.evicted = False  # closed to make room: the next exec reports context_reset
+        self.replies = bytearray()
+        self.reply: asyncio.Future[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def start(self, cwd: str, env: dict[str, str]) -> None:
+        self.pid, out_r, err_r, self.control = fork_kernel(cwd, env)
+        self.exited = watch_exit(self.pid)
+        self.pump = Pump({"stdout": out_r, "stderr": err_r})
+        self.replies.clear()
+        self.control.setblocking(False)
+        self.loop.add_reader(self.control.fileno(), self.on_control)
+        self.used = time.monotonic()
+
+    def on_control(self) -> None:
+        try:
+            data = self.control.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(self.control.fileno())
+        self.replies += data
+        end = self.replies.find(b"\n")
+        if (end >= 0 or not data) and self.reply is not None and not self.reply.done():
+            self.reply.set_result(bytes(self.replies[: end + 1]))
+        if end >= 0:
+            del self.replies[: end + 1]
+
+    def signal(self, sig: int) -> None:
+        if self.pid is not None and not self.exited.done():
+            killpg(self.pid, sig)
+
+    async def close(self) -> None:
+        """Kill the kernel and everything in its process group."""
+        if self.pid is not None:
+            # The whole group, even when the kernel itself is gone: what it started may live on.
+            killpg(self.pid, signal.SIGKILL)
+            await self.exited
+            self.pump.close()
+            self.loop.remove_reader(self.control.fileno())
+            self.control.close()
+            self.pid = None
+
+    async def run(
+        self, req: p.Exec, cwd: str, gone: asyncio.Future[None]
+    ) -> tuple[int, bool, bool]:
+        """Run one exec: (exit code, timed out, the context died)."""
+        self.reply = reply = self.loop.create_future()
+        request = json.dumps({"code": req.code, "cwd": cwd, "env": req.env}).encode() + b"\n"
+        with contextlib.suppress(OSError):  # if it died, its exit says so
+            await self.loop.sock_sendall(self.control, request)
+        await wait_any((reply, self.exited, gone), req.timeout_s)
+        timed_out = not (reply.done() or self.exited.done())
+        if timed_out:
+            self.signal(signal.SIGINT)
+            await wait_any((reply, self.exited), KILL_GRACE_S)
+            if not (reply.done() or self.exited.done()):
+                self.signal(signal.SIGKILL)
+        line = reply.result() if reply.done() else b""
+        self.reply = None
+        self.used = time.monotonic()
+        if line:
+            return int(json.loads(line)["exit_code"]), timed_out, False
+        self.signal(signal.SIGKILL)  # dead, or it closed its control socket: no use any more
+        return os.waitstatus_to_exitcode(await self.exited), timed_out, True
+
+
+class Contexts:
+    """The cell's python contexts by name, at most ``limit`` of them alive."""
+
+    def __init__(self, limit: int = MAX_CONTEXTS) -> None:
+        self.limit = limit
+        self.by_name: dict[str, Context] = {}
+
+    def get(self, name: str) -> Context:
+        ctx = self.by_name.get(name)
+        if ctx is None:
+            ctx = self.by_name[name] = Context()
+        return ctx
+
+    async def make_room(self, keep: Context) -> None:
+        """Close the least recently used idle contexts until one more may start. The caller
+        starts it right away, with no await in between: the count then stays within the limit."""
+        while True:
+            alive = [c for c in self.by_name.values() if c.alive and c is not keep]
+            if len(alive) < self.limit:
+                return
+            idle = [c for c in alive if c.users == 0]
+            if not idle:
+                raise Fail(
+                    "invalid_request",
+                    f"all {self.limit} python contexts of this cell are busy: wait for one to "
+                    "finish, or interrupt or close one",
+                )
+            victim = min(idle, key=lambda c: c.used)
+            async with victim.lock:
+                if victim.alive:
+                    victim.evicted = True
+                    await victim.close()
+
+    async def close(self, name: str) -> None:
+        ctx = self.by_name.get(name)
+        if ctx is None:
+            return
+        ctx.signal(signal.SIGKILL)  # a running exec sees it die and reports context_reset
+        async with ctx.lock:
+            await ctx.close()
+            ctx.evicted = False
+        if ctx.users == 0 and self.by_name.get(name) is ctx:
+            del self.by_name[name]
+
+    def kill_all(self) -> None:
+        for ctx in self.by_name.values():
+            if ctx.pid is not None:
+                killpg(ctx.pid, signal.SIGKILL)

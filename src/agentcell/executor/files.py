@@ -1,0 +1,217 @@
+"""File operations in the workspace, done inside the cell as the cell's user. Standard library
+only. Paths are relative to the workspace; no link leads out of it, and the final component of a
+path is never followed when it is written or deleted."""
+
+# Paths stay str (pathlib adds nothing to realpath checks and raw fds), as in server.py.
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+
+from . import protocol as p
+from .conn import Conn, Fail, encode
+
+
+class Files:
+    """The list, read, write and delete requests, confined to the workspace ``root``."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def locate(self, rel: str) -> tuple[str, str]:
+        """(real parent directory, final name) of a workspace path; the name is "" for the root.
+        The final component is not followed, so a link is seen as a link."""
+        parts = path_parts(rel)
+        if not parts:
+            return self.root, ""
+        parent = os.path.realpath(os.path.join(self.root, *parts[:-1]))
+        if not inside(parent, self.root):
+            raise Fail("invalid_path", f"path leaves the workspace: {rel}")
+        return parent, parts[-1]
+
+    def follow(self, rel: str) -> str:
+        """The real path of a workspace path, links followed; it must stay in the workspace."""
+        real = os.path.realpath(os.path.join(self.root, *path_parts(rel)))
+        if not inside(real, self.root):
+            raise Fail("invalid_path", f"path leaves the workspace: {rel}")
+        return real
+
+    async def list(self, req: p.ListDir, conn: Conn) -> None:
+        parent, name = self.locate(req.path)
+        path = os.path.join(parent, name) if name else parent
+        rel = "/".join(path_parts(req.path))
+        with os_errors(req.path):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                prefix = f"{rel}/" if rel else ""
+                with os.scandir(path) as it:
+                    entries = [
+                        entry(e.name, prefix + e.name, e.stat(follow_symlinks=False)) for e in it
+                    ]
+                entries.sort(key=lambda e: e.name)
+            else:
+                entries = [entry(name, rel, st)]
+        conn.write(p.Entries(entries).encode())
+
+    async def read(self, req: p.Read, conn: Conn) -> None:
+        path = self.follow(req.path)
+        with os_errors(req.path):
+            fd = open_regular(path, req.path, os.O_RDONLY)
+        size = 0
+        try:
+            while chunk := os.read(fd, p.CHUNK_BYTES):
+                size += len(chunk)
+                conn.write(encode(p.Chunk(base64.b64encode(chunk).decode())))
+                await conn.drain()
+        finally:
+            os.close(fd)
+        conn.write(encode(p.End(size)))
+
+    async def write(self, req: p.Write, conn: Conn) -> None:
+        parent, name = self.locate(req.path)
+        if not name:
+            raise Fail("invalid_path", "the workspace root is not a file")
+        target = os.path.join(parent, name)
+        tmp = os.path.join(parent, f".{name}.{os.urandom(4).hex()}~")
+        with os_errors(req.path):
+            if req.make_parents:
+                os.makedirs(parent, exist_ok=True)
+            mode = writable_mode(target, req.path)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode
+            )
+        try:
+            with os_errors(req.path):
+                size = await receive(conn, fd)
+                os.close(fd)
+                fd = -1
+                os.replace(tmp, target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        conn.write(encode(p.End(size)))
+
+    async def delete(self, req: p.Delete, conn: Conn) -> None:
+        parent, name = self.locate(req.path)
+        if not name:
+            raise Fail("invalid_path", "refusing to delete the workspace root")
+        path = os.path.join(parent, name)
+        with os_errors(req.path):
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                os.unlink(path)
+            elif req.recursive:
+                shutil.rmtree(path)
+            else:
+                os.rmdir(path)
+        conn.write(encode(p.Ok()))
+
+
+def inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def path_parts(rel: str) -> list[str]:
+    if not isinstance(rel, str) or "\0" in rel or rel.startswith("/"):
+        raise Fail("invalid_path", f"not a path relative to the workspace: {rel!r}")
+    parts = [part for part in rel.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise Fail("invalid_path", f"'..' is not allowed in paths: {rel!r}")
+    return parts
+
+
+def entry(name: str, rel: str, st: os.stat_result) -> p.Entry:
+    mode = st.st_mode
+    kind: p.EntryType = (
+        "file"
+        if stat.S_ISREG(mode)
+        else "dir"
+        if stat.S_ISDIR(mode)
+        else "link"
+        if stat.S_ISLNK(mode)
+        else "other"
+    )
+    return p.Entry(name, rel, kind, st.st_size, st.st_mtime)
+
+
+def check_type(mode: int, rel: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise Fail("invalid_request", f"is a directory, not a file: {rel}")
+    if not stat.S_ISREG(mode):
+        raise Fail("unsupported_file_type", f"not a regular file: {rel}")
+
+
+def open_regular(path: str, rel: str, flags: int) -> int:
+    """Open a regular file, never following a link and never blocking on a FIFO or device."""
+    check_type(os.lstat(path).st_mode, rel)
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        check_type(os.fstat(fd).st_mode, rel)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def writable_mode(target: str, rel: str) -> int:
+    """The mode of the file a write replaces (0o644 for a new one); links and such are refused."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return 0o644
+    check_type(st.st_mode, rel)
+    return stat.S_IMODE(st.st_mode)
+
+
+async def receive(conn: Conn, fd: int) -> int:
+    """Write the Chunk frames up to End into fd; the byte count."""
+    size = 0
+    while True:
+        line = await conn.readline()
+        if not line:
+            raise ConnectionResetError("the client hung up")
+        msg = p.decode(line)
+        if isinstance(msg, p.End):
+            if msg.size != size:
+                raise Fail("invalid_request", f"got {size} bytes, the client said {msg.size}")
+            return size
+        if not isinstance(msg, p.Chunk):
+            raise Fail("invalid_request", f"expected chunk or end, got {msg.kind}")
+        try:
+            view = memoryview(base64.b64decode(msg.data, validate=True))
+        except binascii.Error as exc:
+            raise Fail("invalid_request", f"bad base64 chunk: {exc}") from exc
+        size += len(view)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+@contextlib.contextmanager
+def os_errors(rel: str) -> Iterator[None]:
+    """Turn OS errors into the request errors the client understands."""
+    try:
+        yield
+    except OSError as exc:
+        code = exc.errno
+        if code in (errno.ENOENT, errno.ENOTDIR):
+            raise Fail("not_found", f"no such file or directory: {rel}") from exc
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            raise Fail("workspace_full", f"no space left in the workspace writing {rel}") from exc
+        if code == errno.ELOOP:
+            raise Fail("unsupported_file_type", f"is a symbolic link: {rel}") from exc
+        if code == errno.ENOTEMPTY:
+            raise Fail(
+                "invalid_request", f"directory not empty (delete recursively): {rel}"
+            ) from exc
+        if code in (errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise Fail("invalid_request", f"{exc.strerror}: {rel}") from exc
+        raise
