@@ -50,7 +50,9 @@ class BodyLimit:
             await self.app(scope, limited, send)
         except _TooLarge:
             response = errors.error_response(
-                413, "too_large", f"request bodies are limited to {self.limit} bytes",
+                413,
+                "too_large",
+                f"request bodies are limited to {self.limit} bytes",
                 "write large programs to a file in the workspace and run the file",
             )
             await response(scope, receive, send)

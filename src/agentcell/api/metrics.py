@@ -42,7 +42,9 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.execs = Counter("agentcell_execs", "execs in cells", ["language", "outcome"], registry=r)
+        self.execs = Counter(
+            "agentcell_execs", "execs in cells", ["language", "outcome"], registry=r
+        )
         self.exec_latency = Histogram(
             "agentcell_exec_duration_seconds",
             "exec duration inside the cell",

@@ -179,7 +179,16 @@ class ExecutorClient:
 
     async def read(self, path: str) -> AsyncGenerator[bytes, None]:
         """The file's bytes, in chunks of up to protocol.CHUNK_BYTES."""
-        conn = await self._open(p.Read(path))
+        async for chunk in self._chunks(p.Read(path), path):
+            yield chunk
+
+    async def zip(self, path: str = ".") -> AsyncGenerator[bytes, None]:
+        """A ZIP of the folder, streamed as the cell makes it (links and special files left out)."""
+        async for chunk in self._chunks(p.Zip(path), path):
+            yield chunk
+
+    async def _chunks(self, request: p.Read | p.Zip, path: str) -> AsyncGenerator[bytes, None]:
+        conn = await self._open(request)
         size = 0
         try:
             while True:
@@ -190,7 +199,9 @@ class ExecutorClient:
                     yield data
                 elif isinstance(msg, p.End):
                     if msg.size != size:
-                        raise ExecutorError(f"read {path}: got {size} bytes of {msg.size}")
+                        raise ExecutorError(
+                            f"{request.kind} {path}: got {size} bytes of {msg.size}"
+                        )
                     return
                 else:
                     raise _unexpected(msg)

@@ -6,17 +6,24 @@ path is never followed when it is written or deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 
 from . import protocol as p
 from .conn import Conn, Fail, encode
+from .procs import killpg, watch_exit
+
+ZIPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zipper.py")
 
 
 class Files:
@@ -74,6 +81,39 @@ class Files:
             os.close(fd)
         conn.write(encode(p.End(size)))
 
+    async def zip(self, req: p.Zip, conn: Conn) -> None:
+        """Stream a ZIP made by zipper.py in its own process group, as Chunk frames."""
+        folder = self.follow(req.path)
+        with os_errors(req.path):
+            if not stat.S_ISDIR(os.stat(folder).st_mode):
+                raise Fail("invalid_request", f"not a folder: {req.path}")
+        out, into = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", ZIPPER, folder],
+                stdin=subprocess.DEVNULL,
+                stdout=into,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(into)
+        exited = watch_exit(proc.pid, proc)
+        size = 0
+        try:
+            os.set_blocking(out, False)
+            while chunk := await read_some(out):
+                size += len(chunk)
+                conn.write(encode(p.Chunk(base64.b64encode(chunk).decode())))
+                await conn.drain()
+            if os.waitstatus_to_exitcode(await exited) != 0:
+                raise Fail("internal", f"making the ZIP of {req.path} failed")
+        finally:
+            os.close(out)
+            if not exited.done():
+                killpg(proc.pid, signal.SIGKILL)
+        conn.write(encode(p.End(size)))
+
     async def write(self, req: p.Write, conn: Conn) -> None:
         parent, name = self.locate(req.path)
         if not name:
@@ -114,6 +154,26 @@ class Files:
             else:
                 os.rmdir(path)
         conn.write(encode(p.Ok()))
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def read_some(fd: int) -> bytes:
+    """Up to CHUNK_BYTES from a non-blocking fd; b"" at end of file."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, p.CHUNK_BYTES)
+        except BlockingIOError:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _resolve, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
 
 
 def inside(real: str, root: str) -> bool:

@@ -82,6 +82,15 @@ class Read(Message):
 
 
 @dataclass
+class Zip(Message):
+    """A ZIP of a workspace folder, answered like ``Read``: Chunk frames, then End.
+    Links and special files are left out."""
+
+    kind: ClassVar[str] = "zip"
+    path: str = "."
+
+
+@dataclass
 class Write(Message):
     """Followed by ``Chunk`` frames and one ``End``; the file is replaced atomically."""
 
@@ -181,6 +190,7 @@ MESSAGES: dict[str, type[Message]] = {
         CloseContext,
         ListDir,
         Read,
+        Zip,
         Write,
         Delete,
         Chunk,

@@ -62,6 +62,7 @@ class Executor:
             p.CloseContext: self.close_context,
             p.ListDir: self.files.list,
             p.Read: self.files.read,
+            p.Zip: self.files.zip,
             p.Write: self.files.write,
             p.Delete: self.files.delete,
         }

@@ -155,6 +155,12 @@ class CellFiles:
             async for chunk in client.read(path):
                 yield chunk
 
+    async def zip(self, path: str = ".") -> AsyncIterator[bytes]:
+        """A ZIP of a workspace folder, made inside the cell (links are never followed)."""
+        async with self.cell.using() as client:
+            async for chunk in client.zip(path):
+                yield chunk
+
     async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:
         async with self.cell.using() as client:
             return await client.write(path, data)

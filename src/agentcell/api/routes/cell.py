@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
@@ -102,7 +102,9 @@ async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncIte
         ):
             if isinstance(event, Exit):
                 exit_code = event.exit_code
-                yield sse("exit", ExitEvent.model_validate(event, from_attributes=True).model_dump())
+                yield sse(
+                    "exit", ExitEvent.model_validate(event, from_attributes=True).model_dump()
+                )
             else:
                 yield sse(event.stream, {"data": event.data})
     except AgentcellError as exc:

@@ -127,8 +127,12 @@ async def delete(
     return Response(status_code=204)
 
 
-@router.get("/zip", response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}})
-async def zip_folder(user: CurrentUser, cells: CellsDep, path: PathQuery = ".") -> StreamingResponse:
+@router.get(
+    "/zip", response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}}
+)
+async def zip_folder(
+    user: CurrentUser, cells: CellsDep, path: PathQuery = "."
+) -> StreamingResponse:
     """A ZIP of a folder, streamed. Links and special files are left out."""
     path = checked(path)
     cell = await cells.ensure(user.id)

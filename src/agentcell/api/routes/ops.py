@@ -29,8 +29,12 @@ async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Healt
     ok = docker_ok and database_ok
     if not ok:
         response.status_code = 503
-    return Health(status="ok" if ok else "degraded", docker=docker_ok, database=database_ok,
-                  version=__version__)
+    return Health(
+        status="ok" if ok else "degraded",
+        docker=docker_ok,
+        database=database_ok,
+        version=__version__,
+    )
 
 
 @router.get("/metrics", response_class=Response)

@@ -12,7 +12,10 @@ router = APIRouter(prefix="/v1", tags=["users"])
 
 
 @router.post(
-    "/users", status_code=status.HTTP_201_CREATED, dependencies=[AdminOnly], response_model=UserCreated
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[AdminOnly],
+    response_model=UserCreated,
 )
 async def create_user(body: UserCreate, store: StoreDep) -> UserCreated:
     user, key = await store.create_user(body.name)

@@ -14,7 +14,7 @@ from docker.types import Mount
 
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
-from agentcell.executor.protocol import CONTROL_DIR, WORKSPACE
+from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
 from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo, ProgressHook, no_progress
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.docker.seccomp import seccomp_profile
@@ -25,6 +25,12 @@ LABEL_CELL = "agentcell.cell"
 LABEL_OWNER = "agentcell.owner"
 LABEL_INSTANCE = "agentcell.instance"
 CELL_UID = 1000
+# The image's CMD, plus --warm: the default python context starts with the cell, so even a new
+# user's first exec finds it running (~3 MiB, shared copy-on-write with the server).
+COMMAND = [
+    "python3", "-m", "executor.server",
+    "--socket", f"{CONTROL_DIR}/{SOCKET_NAME}", "--workspace", WORKSPACE, "--warm",
+]  # fmt: skip
 
 _STATES = {
     "running": CellState.RUNNING,
@@ -133,6 +139,7 @@ class DockerBackend:
         with _translated(f"create cell {spec.cell_id}"):
             container = self.client.containers.create(
                 spec.image,
+                COMMAND,
                 name=f"agentcell-{self.instance}-{spec.cell_id}",
                 labels=labels,
                 detach=True,

@@ -1,0 +1,111 @@
+"""One JSON error shape for every failure, and bad input that touches nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Live
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def user(server: Live) -> Iterator[httpx.Client]:
+    admin = {"Authorization": f"Bearer {server.admin_token}"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        key = http.post("/v1/users", json={"name": "erin"}, headers=admin).json()["api_key"]
+        http.headers["Authorization"] = f"Bearer {key}"
+        yield http
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"]
+    assert sorted(body["error"]) == ["code", "hint", "message"]
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return dict(body["error"])
+
+
+def test_the_error_shape_is_the_same_for_every_kind_of_failure(
+    server: Live, user: httpx.Client
+) -> None:
+    anon = httpx.Client(base_url=server.url)
+    assert_error(anon.get("/v1/me"), 401, "unauthorized")
+    assert_error(anon.get("/v1/nowhere"), 404, "not_found")
+    assert_error(anon.patch("/v1/me"), 405, "method_not_allowed")
+    assert_error(user.get("/v1/users"), 403, "forbidden")
+    assert_error(user.post("/v1/cell/exec", json={"code": ""}), 422, "invalid_request")
+    assert_error(user.post("/v1/cell/exec", json={"code": "1", "bogus": 1}), 422, "invalid_request")
+    assert_error(user.post("/v1/cell/exec", content=b"{not json"), 422, "invalid_request")
+    assert_error(user.get("/v1/files/raw", params={"path": "missing"}), 404, "not_found")
+    err = assert_error(
+        user.get("/v1/files/raw", params={"path": "../etc/passwd"}), 400, "invalid_path"
+    )
+    assert err["hint"]
+    anon.close()
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x", "a\x00b", "..", "./../x"])
+def test_bad_paths_are_refused_and_touch_nothing(user: httpx.Client, path: str) -> None:
+    assert_error(
+        user.put("/v1/files/raw", params={"path": path}, content=b"x"), 400, "invalid_path"
+    )
+    assert_error(user.get("/v1/files/raw", params={"path": path}), 400, "invalid_path")
+    assert_error(user.delete("/v1/files", params={"path": path}), 400, "invalid_path")
+    assert user.get("/v1/files", params={"path": "."}).json()["entries"] == []
+
+
+def test_links_leading_outside_the_workspace_are_refused(user: httpx.Client) -> None:
+    user.post(
+        "/v1/cell/exec",
+        json={"language": "shell", "code": "ln -s /etc/passwd pw; ln -s / root; mkfifo fifo"},
+    )
+    assert_error(user.get("/v1/files/raw", params={"path": "pw"}), 400, "invalid_path")
+    assert_error(user.get("/v1/files/raw", params={"path": "root/etc/passwd"}), 400, "invalid_path")
+    assert_error(
+        user.put("/v1/files/raw", params={"path": "root/tmp/x"}, content=b"x"), 400, "invalid_path"
+    )
+    assert_error(user.get("/v1/files/raw", params={"path": "fifo"}), 400, "unsupported_file_type")
+    zipped = user.get("/v1/files/zip", params={"path": "."})
+    assert zipped.status_code == 200
+    assert b"root:x:0:0" not in zipped.content
+
+
+def test_oversized_upload_is_refused_and_leaves_nothing(server: Live, user: httpx.Client) -> None:
+    limit = server.settings.max_upload_bytes
+    declared = user.put("/v1/files/raw", params={"path": "big.bin"}, content=b"x" * (limit + 1))
+    assert_error(declared, 413, "too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced as bytes arrive
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = user.put("/v1/files/raw", params={"path": "big.bin"}, content=chunks())
+    assert_error(streamed, 413, "too_large")
+    names = [e["name"] for e in user.get("/v1/files", params={"path": "."}).json()["entries"]]
+    assert names == []
+
+
+def test_oversized_code_and_timeouts_get_clear_4xx(server: Live, user: httpx.Client) -> None:
+    code = "x = 1\n" * (server.settings.max_code_bytes // 6 + 1)
+    assert_error(user.post("/v1/cell/exec", json={"code": code}), 413, "too_large")
+    too_long = server.settings.exec_timeout_max_s + 1
+    assert_error(
+        user.post("/v1/cell/exec", json={"code": "1", "timeout_s": too_long}),
+        400,
+        "invalid_request",
+    )
+    assert_error(
+        user.post("/v1/cell/exec", json={"code": "1", "timeout_s": 0}), 422, "invalid_request"
+    )
+
+
+def test_a_timed_out_exec_says_so(user: httpx.Client) -> None:
+    r = user.post("/v1/cell/exec", json={"code": "import time; time.sleep(30)", "timeout_s": 1})
+    assert r.status_code == 200
+    assert r.json()["timed_out"] is True

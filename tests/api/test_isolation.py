@@ -1,0 +1,145 @@
+"""Every endpoint × every kind of caller → status. Another user's things answer 404, never 403.
+
+The matrix must name every route the app serves: a new endpoint without a row fails here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.conftest import Live
+
+pytestmark = pytest.mark.docker
+
+CALLERS = ("owner", "other", "anonymous", "wrong_key", "admin")
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # may hold {victim} (the owner's user id) and {spare} (a user the admin may delete)
+    expect: tuple[int, int, int, int, int]  # owner, other, anonymous, wrong key, admin
+    params: tuple[tuple[str, str], ...] = ()
+    json: object = None
+    content: bytes | None = None
+
+
+A, U = 401, 403  # anonymous / wrong key, and forbidden for the wrong role
+MATRIX: tuple[Row, ...] = (
+    Row("GET", "/healthz", (200, 200, 200, 200, 200)),
+    Row("GET", "/metrics", (200, 200, 200, 200, 200)),
+    Row("GET", "/v1/me", (200, 200, A, A, 200)),
+    Row("GET", "/v1/cell", (200, 200, A, A, U)),
+    Row("POST", "/v1/cell/exec", (200, 200, A, A, U), json={"code": "print(1)"}),
+    # The owner's file: the other user looks in their own workspace and finds nothing.
+    Row("GET", "/v1/files", (200, 404, A, A, U), params=(("path", "secret.txt"),)),
+    Row("GET", "/v1/files/raw", (200, 404, A, A, U), params=(("path", "secret.txt"),)),
+    Row("GET", "/v1/files/zip", (200, 404, A, A, U), params=(("path", "private"),)),
+    Row("PUT", "/v1/files/raw", (201, 201, A, A, U), params=(("path", "new.txt"),), content=b"x"),
+    Row("DELETE", "/v1/files", (204, 404, A, A, U), params=(("path", "doomed.txt"),)),
+    Row("GET", "/v1/audit", (200, 200, A, A, 200)),
+    Row("POST", "/v1/cell/restart", (200, 200, A, A, U)),
+    Row("DELETE", "/v1/cell", (204, 204, A, A, U)),
+    Row("GET", "/v1/users", (U, U, A, A, 200)),
+    Row("POST", "/v1/users", (U, U, A, A, 201), json={"name": "newcomer"}),
+    Row("DELETE", "/v1/users/{spare}", (U, U, A, A, 204)),
+    Row("DELETE", "/v1/users/{victim}", (U, U, A, A, 404), params=(("x", "x"),)),
+    Row("GET", "/v1/admin/cells", (U, U, A, A, 200)),
+    Row("POST", "/v1/admin/cells/reap", (U, U, A, A, 200)),
+)
+UNCHECKED_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+@dataclass
+class World:
+    http: httpx.Client
+    headers: dict[str, dict[str, str]]
+    victim: str  # the owner's user id
+    spare: str
+
+    def call(self, row: Row, caller: str) -> httpx.Response:
+        path = row.path.format(victim=self.victim, spare=self.spare)
+        return self.http.request(
+            row.method,
+            path,
+            params=dict(row.params),
+            json=row.json,
+            content=row.content,
+            headers=self.headers[caller],
+        )
+
+
+def _key_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def world(server: Live) -> Iterator[World]:
+    admin = _key_headers(server.admin_token)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        users = {
+            name: http.post("/v1/users", json={"name": name}, headers=admin).json()
+            for name in ("owner", "other", "spare")
+        }
+        owner = _key_headers(users["owner"]["api_key"])
+        for path, body in (
+            ("secret.txt", b"owner only"),
+            ("doomed.txt", b"x"),
+            ("private/a.txt", b"a"),
+        ):
+            http.put("/v1/files/raw", params={"path": path}, content=body, headers=owner)
+        yield World(
+            http=http,
+            headers={
+                "owner": owner,
+                "other": _key_headers(users["other"]["api_key"]),
+                "anonymous": {},
+                "wrong_key": _key_headers("ac_" + "x" * 43),
+                "admin": admin,
+            },
+            victim="u_doesnotexist",
+            spare=users["spare"]["id"],
+        )
+
+
+def test_the_matrix_covers_every_route(server: Live) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        spec = http.get("/openapi.json").json()
+    served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    covered = {
+        (r.method, r.path.replace("{spare}", "{user_id}").replace("{victim}", "{user_id}"))
+        for r in MATRIX
+    }
+    assert served - covered == set(), "add rows to MATRIX for these endpoints"
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=lambda r: f"{r.method} {r.path}")
+def test_every_endpoint_for_every_caller(world: World, row: Row) -> None:
+    # Callers go in an order where destructive calls by the owner come after the others.
+    order = ("anonymous", "wrong_key", "other", "admin", "owner")
+    got = {}
+    for caller in order:
+        response = world.call(row, caller)
+        got[caller] = response.status_code
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}, response.text
+    assert got == dict(zip(CALLERS, row.expect, strict=True))
+
+
+def test_other_users_never_see_the_owners_data(world: World) -> None:
+    other = world.headers["other"]
+    listing = world.http.get("/v1/files", params={"path": "."}, headers=other).json()
+    assert listing["entries"] == [] or all(e["name"] != "secret.txt" for e in listing["entries"])
+    peek = world.http.post(
+        "/v1/cell/exec",
+        json={"language": "shell", "code": "ls -R /workspace; cat /workspace/secret.txt"},
+        headers=other,
+    ).json()
+    assert "owner only" not in peek["stdout"]
+    audit = world.http.get("/v1/audit", headers=other).json()["events"]
+    assert all(e["action"] != "file.write" or e["target"] != "secret.txt" for e in audit)
+    owner_id = world.http.get("/v1/me", headers=world.headers["owner"]).json()["id"]
+    assert all(e["user_id"] != owner_id for e in audit)
