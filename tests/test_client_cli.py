@@ -1,0 +1,474 @@
+"""The Python clients and the CLI against a live server: uvicorn on a free port, in a thread,
+serving ``create_app(settings)`` on a fresh data dir, with real cells."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import uvicorn
+
+from agentcell.api.app import create_app
+from agentcell.api.auth import ensure_admin_token
+from agentcell.cli import main
+from agentcell.client import (
+    AsyncClient,
+    Client,
+    ExitEvent,
+    ServerSentEvent,
+    ServerUnreachable,
+    SSEParser,
+    StderrEvent,
+    StdoutEvent,
+    error_from,
+)
+from agentcell.config import Settings
+from agentcell.errors import (
+    AgentcellError,
+    CellOutOfMemory,
+    Conflict,
+    ExecTimeout,
+    NotFound,
+    PathNotFound,
+    Unauthorized,
+)
+from agentcell.sandbox.docker.backend import LABEL_INSTANCE
+from agentcell.sandbox.workspaces import Workspaces
+from tests.conftest import RUN_ID, TEST_LABEL, SettingsFactory
+
+pytestmark = pytest.mark.docker
+
+START_TIMEOUT_S = 60.0
+CLIENT_ENV = ("AGENTCELL_URL", "AGENTCELL_API_KEY", "AGENTCELL_ADMIN_TOKEN", "AGENTCELL_TIMEOUT_S")
+
+
+@dataclass
+class Live:
+    url: str
+    admin_token: str
+    settings: Settings
+
+    def admin(self) -> Client:
+        return Client(self.url, api_key="", admin_token=self.admin_token)
+
+
+def _sweep(docker_client: docker.DockerClient, settings: Settings) -> None:
+    """Remove this server's containers and workspaces (they outlive the server by design)."""
+    label = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
+    for container in docker_client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    workspaces = Workspaces(settings.data_dir / "workspaces", settings.limits.workspace_mb)
+    for ws_id in workspaces.ids():
+        workspaces.delete(ws_id)
+
+
+@pytest.fixture
+def server(make_settings: SettingsFactory, docker_client: docker.DockerClient) -> Iterator[Live]:
+    settings = make_settings()
+    token, _ = ensure_admin_token(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not uv.started:
+            if not thread.is_alive():
+                pytest.fail("the server exited while starting; see the log above")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not start within {START_TIMEOUT_S} s")
+            time.sleep(0.02)
+        yield Live(f"http://127.0.0.1:{port}", token, settings)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+        _sweep(docker_client, settings)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, server: Live) -> Live:
+    """The CLI's environment points at the live server, with the admin token."""
+    for name in CLIENT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AGENTCELL_URL", server.url)
+    monkeypatch.setenv("AGENTCELL_ADMIN_TOKEN", server.admin_token)
+    return server
+
+
+@pytest.fixture
+def api_key(cli_env: Live, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh user; its key is in AGENTCELL_API_KEY."""
+    with cli_env.admin() as admin:
+        key = admin.users_add("tester").api_key
+    monkeypatch.setenv("AGENTCELL_API_KEY", key)
+    return key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(err: str) -> None:
+    """An error of ours: one message, maybe a hint, never a traceback."""
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_users_add_list_rm(
+    cli_env: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(capsys, "users", "add", "alice")
+    assert code == 0
+    key = re.search(r"^\s*export AGENTCELL_API_KEY=(\S+)$", out, re.M)
+    user_id = re.search(r"created, id (\S+)", out)
+    assert key, out
+    assert user_id, out
+    user_id_ = user_id[1]
+    with Client(cli_env.url, key[1]) as alice:
+        assert alice.me().name == "alice"
+
+    # without AGENTCELL_ADMIN_TOKEN, the data dir's admin_token file is used
+    monkeypatch.delenv("AGENTCELL_ADMIN_TOKEN")
+    monkeypatch.setenv("AGENTCELL_DATA_DIR", str(cli_env.settings.data_dir))
+    code, out, _ = run(capsys, "users", "list")
+    assert code == 0
+    assert "alice" in out
+    assert user_id_ in out
+
+    code, out, _ = run(capsys, "users", "rm", user_id_, "--delete-workspace")
+    assert code == 0
+    assert user_id_ in out
+    code, out, _ = run(capsys, "users", "list")
+    assert "alice" not in out
+
+    code, _, err = run(capsys, "users", "rm", user_id_)
+    assert code == 1
+    assert_clean_error(err)
+
+
+def test_exec_prints_output_and_returns_exit_code(
+    api_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api_key
+    # stderr is compared loosely: the server runs in this process and may log there
+    assert run(capsys, "exec", "print(6*7)")[:2] == (0, "42\n")
+
+    code, out, err = run(capsys, "exec", "import sys; print('out'); sys.exit('bye') ")
+    assert (code, out) == (1, "out\n")
+    assert "bye" in err
+    code, out, err = run(capsys, "exec", "--shell", "echo hi; echo oops >&2; exit 7")
+    assert (code, out) == (7, "hi\n")
+    assert "oops\n" in err
+
+    # contexts keep their variables; CODE "-" reads stdin
+    assert run(capsys, "exec", "--context", "c1", "x = 41")[0] == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("print(x + 1)\n"))
+    assert run(capsys, "exec", "--context", "c1", "-")[:2] == (0, "42\n")
+    code, _, err = run(capsys, "exec", "print(x)")  # another context
+    assert code == 1
+    assert "NameError" in err
+
+    code, _, err = run(capsys, "exec", "--timeout", "0.5", "import time; time.sleep(30)")
+    assert code != 0
+    assert "timed out" in err
+
+
+def test_files_round_trip(api_key: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert api_key
+    payload = os.urandom(300_000)
+    src = tmp_path / "data.bin"
+    src.write_bytes(payload)
+
+    code, out, _ = run(capsys, "files", "put", str(src), "dir/")
+    assert code == 0
+    assert "dir/data.bin (300,000 bytes)" in out
+    code, out, _ = run(capsys, "files", "ls", "dir")
+    assert code == 0
+    assert "data.bin" in out
+    assert "300,000" in out
+
+    back = tmp_path / "back"
+    back.mkdir()
+    assert run(capsys, "files", "get", "dir/data.bin", str(back))[0] == 0
+    assert (back / "data.bin").read_bytes() == payload
+
+    zipped = tmp_path / "dir.zip"
+    assert run(capsys, "files", "zip", "dir", str(zipped))[0] == 0
+    with zipfile.ZipFile(zipped) as z:
+        [name] = [n for n in z.namelist() if not n.endswith("/")]
+        assert name.endswith("data.bin")
+        assert z.read(name) == payload
+
+    code, _, err = run(capsys, "files", "rm", "dir")
+    assert code == 1  # a folder needs -r
+    assert "error:" in err
+    assert run(capsys, "files", "rm", "-r", "dir")[0] == 0
+    code, _, err = run(capsys, "files", "get", "dir/data.bin", str(tmp_path / "gone"))
+    assert code == 1
+    assert_clean_error(err)
+    assert not (tmp_path / "gone").exists()
+    assert not list(tmp_path.glob(".gone*"))  # no partial file left behind
+
+
+def test_cell_and_audit(api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert api_key
+    assert run(capsys, "exec", "print(1)")[0] == 0
+    code, out, _ = run(capsys, "cell", "status")
+    assert code == 0
+    assert "running" in out
+    code, out, _ = run(capsys, "cell", "restart")
+    assert code == 0
+    assert "state" in out
+    code, out, _ = run(capsys, "audit", "--limit", "50")
+    assert code == 0
+    assert "exec" in out
+
+
+def test_wrong_key_prints_the_servers_hint(
+    cli_env: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTCELL_API_KEY", "wrong")
+    answer = httpx.get(f"{cli_env.url}/v1/cell", headers={"Authorization": "Bearer wrong"})
+    assert answer.status_code == 401
+    error = answer.json()["error"]
+    assert error["hint"]
+
+    code, out, err = run(capsys, "exec", "print(1)")
+    assert (code, out) == (1, "")
+    assert_clean_error(err)
+    assert f"error: {error['message']}" in err
+    assert f"hint: {error['hint']}" in err
+
+
+def test_server_down(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    monkeypatch.setenv("AGENTCELL_URL", url)
+    monkeypatch.setenv("AGENTCELL_API_KEY", "any")
+    code, out, err = run(capsys, "exec", "print(1)")
+    assert (code, out) == (1, "")
+    assert_clean_error(err)
+    assert f"not reachable at {url}" in err
+    assert "scripts/serve" in err
+    with pytest.raises(ServerUnreachable), Client(url, "any") as client:
+        client.healthz()
+
+
+# --- Python clients ----------------------------------------------------------------------------
+
+STREAMED = "import sys, time\nfor i in range(4):\n    print(i, flush=True)\n    time.sleep(0.1)\n"
+
+
+def test_sync_client(server: Live, tmp_path: Path) -> None:
+    with server.admin() as admin:
+        user = admin.users_add("sync")
+        with pytest.raises(Conflict) as conflict:
+            admin.users_add("sync")
+        assert conflict.value.status_code == 409
+        assert [u.name for u in admin.users_list()] == ["sync"]
+        assert admin.me().admin
+        assert admin.healthz().status == "ok"
+    with Client(server.url, user.api_key) as client:
+        events = list(client.exec_stream(STREAMED + "print('e', file=sys.stderr)"))
+        *output, last = events
+        stdout = [e for e in output if isinstance(e, StdoutEvent)]
+        assert len(stdout) >= 2  # streamed as it came, not in one piece
+        assert "".join(e.data for e in stdout) == "0\n1\n2\n3\n"
+        assert [e.data for e in output if isinstance(e, StderrEvent)] == ["e\n"]
+        assert isinstance(last, ExitEvent)
+        assert last.exit_code == 0
+
+        result = client.exec("echo $((6*7))", language="shell")
+        assert (result.stdout, result.exit_code, result.timed_out) == ("42\n", 0, False)
+
+        assert client.files_put("a/b.txt", b"hello").size == 5
+        assert client.files_put("a/c.txt", io.BytesIO(b"from a file object")).size == 18
+        big = tmp_path / "big"
+        big.write_bytes(b"x" * 1_000_000)
+        assert client.files_put("a/big", big).size == 1_000_000
+        assert client.files_get("a/b.txt") == b"hello"
+        assert client.files_download("a/big", tmp_path / "big2") == 1_000_000
+        assert sorted(e.name for e in client.files_list("a").entries) == ["b.txt", "big", "c.txt"]
+        with pytest.raises(PathNotFound) as missing:
+            client.files_get("a/nope")
+        assert missing.value.status_code == 404
+        assert isinstance(missing.value, FileNotFoundError)
+        client.files_rm("a", recursive=True)
+        assert client.cell().state == "running"
+        assert any(e.action == "exec" for e in client.audit(limit=10).events)
+    with Client(server.url, "wrong") as stranger, pytest.raises(Unauthorized) as denied:
+        stranger.cell()
+    assert denied.value.status_code == 401
+
+
+async def test_async_client(server: Live, tmp_path: Path) -> None:
+    async with AsyncClient(server.url, api_key="", admin_token=server.admin_token) as admin:
+        user = await admin.users_add("async")
+        with pytest.raises(NotFound):
+            await admin.users_rm("no-such-user")
+    async with AsyncClient(server.url, user.api_key) as client:
+        assert (await client.me()).name == "async"
+        events = [e async for e in client.exec_stream(STREAMED)]
+        stdout = [e for e in events if isinstance(e, StdoutEvent)]
+        assert len(stdout) >= 2
+        assert "".join(e.data for e in stdout) == "0\n1\n2\n3\n"
+        assert isinstance(events[-1], ExitEvent)
+        assert events[-1].exit_code == 0
+
+        failed = await client.exec("raise SystemExit(3)")
+        assert failed.exit_code == 3
+
+        src = tmp_path / "up.bin"
+        src.write_bytes(os.urandom(200_000))
+        assert (await client.files_put("up.bin", src)).size == 200_000
+        assert await client.files_get("up.bin") == src.read_bytes()
+        assert await client.files_zip(".", tmp_path / "ws.zip") > 0
+        with zipfile.ZipFile(tmp_path / "ws.zip") as z:
+            assert any(n.endswith("up.bin") for n in z.namelist())
+        await client.files_rm("up.bin")
+        with pytest.raises(PathNotFound):
+            await client.files_get("up.bin")
+
+
+# --- agentcell serve: the README's quickstart ---------------------------------------------------
+
+
+def test_serve_quickstart(
+    make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> None:
+    """``agentcell serve`` prints the first screen; its steps, followed, print 42."""
+    settings = make_settings()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCELL_")}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "AGENTCELL_IMAGE": settings.image,
+        "AGENTCELL_INSTANCE_ID": settings.instance_id,
+        "AGENTCELL_LABELS": json.dumps({TEST_LABEL: RUN_ID}),
+        "AGENTCELL_POOL_SIZE": "0",
+        "AGENTCELL_LIMITS__WORKSPACE_MB": str(settings.limits.workspace_mb),
+    }
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    serve = [agentcell, "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
+    # the server's log goes to this process's stderr: pytest shows it when the test fails
+    with subprocess.Popen(serve, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            screen = _read_until(proc, "agentcell exec")
+            assert url in screen
+            token_line = re.search(r"^\s*export AGENTCELL_ADMIN_TOKEN=(\S+)$", screen, re.M)
+            assert token_line, screen
+            token = token_line[1]
+            assert token in screen.split("next")[0]  # just created: shown once
+            assert (settings.data_dir / "admin_token").stat().st_mode & 0o777 == 0o600
+            _wait_ready(url, proc)
+
+            env |= {"AGENTCELL_URL": url, "AGENTCELL_ADMIN_TOKEN": token}
+            added = _cli(env, "users", "add", "alice")
+            key = re.search(r"^\s*export AGENTCELL_API_KEY=(\S+)$", added, re.M)
+            assert key, added
+            env["AGENTCELL_API_KEY"] = key[1]
+            assert _cli(env, "exec", "print(6*7)") == "42\n"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                assert proc.wait(timeout=30) == 0
+            finally:
+                proc.kill()
+                _sweep(docker_client, settings)
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str) -> str:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    pytest.fail(f"agentcell serve exited with {proc.wait()}: {''.join(lines)}")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    with Client(url) as client:
+        while True:
+            try:
+                client.healthz()
+                return
+            except ServerUnreachable:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("agentcell serve did not come up")
+                time.sleep(0.05)
+
+
+def _cli(env: dict[str, str], *argv: str) -> str:
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    done = subprocess.run([agentcell, *argv], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def test_sse_parser() -> None:
+    parser = SSEParser()
+    lines = [
+        ": comment",
+        "event: stdout",
+        'data: {"data":',
+        "data: 1}",
+        "id: 7",
+        "",
+        "",
+        "data:x",
+        "",
+    ]
+    events = [e for line in lines if (e := parser.feed(line))]
+    assert events == [
+        ServerSentEvent("stdout", '{"data":\n1}', "7"),
+        ServerSentEvent("message", "x", "7"),
+    ]
+
+
+def test_errors_by_code() -> None:
+    timeout = error_from({"code": "exec_timeout", "message": "m", "hint": "h"}, 408)
+    assert isinstance(timeout, ExecTimeout)
+    assert isinstance(timeout, TimeoutError)
+    assert (timeout.status_code, timeout.message, timeout.hint) == (408, "m", "h")
+    assert isinstance(error_from({"code": "out_of_memory", "message": "m"}), CellOutOfMemory)
+    assert type(error_from({"code": "not_found", "message": "m"}, 404)) is NotFound
+    assert type(error_from({"code": "not_found", "message": "m"}, 404, files=True)) is PathNotFound
+    unknown = error_from({"code": "brand_new", "message": "m"}, 418)
+    assert type(unknown) is AgentcellError
+    assert (unknown.code, unknown.status_code) == ("brand_new", 418)
