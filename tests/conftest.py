@@ -7,16 +7,25 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
+import uvicorn
 
+from agentcell.api.app import create_app
+from agentcell.api.auth import ensure_admin_token
+from agentcell.client import Client
 from agentcell.config import CellLimits, Settings
 from agentcell.sandbox.docker.backend import LABEL_INSTANCE
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.workspaces import Workspaces
 
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "agentcell.test"
@@ -105,3 +114,53 @@ async def manager(make_manager: ManagerFactory) -> AsyncIterator[CellManager]:
 
 def label_filter(manager: CellManager) -> dict[str, str]:
     return {"label": f"{LABEL_INSTANCE}={manager.settings.instance}"}
+
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Live:
+    url: str
+    admin_token: str
+    settings: Settings
+
+    def admin(self) -> Client:
+        return Client(self.url, api_key="", admin_token=self.admin_token)
+
+
+def sweep_server(docker_client: docker.DockerClient, settings: Settings) -> None:
+    """Remove this server's containers and workspaces (they outlive the server by design)."""
+    label = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
+    for container in docker_client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    workspaces = Workspaces(settings.data_dir / "workspaces", settings.limits.workspace_mb)
+    for ws_id in workspaces.ids():
+        workspaces.delete(ws_id)
+
+
+@pytest.fixture
+def server(make_settings: SettingsFactory, docker_client: docker.DockerClient) -> Iterator[Live]:
+    settings = make_settings(max_upload_bytes=2 * 2**20)
+    token, _ = ensure_admin_token(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not uv.started:
+            if not thread.is_alive():
+                pytest.fail("the server exited while starting; see the log above")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not start within {START_TIMEOUT_S} s")
+            time.sleep(0.02)
+        yield Live(f"http://127.0.0.1:{port}", token, settings)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+        sweep_server(docker_client, settings)

@@ -11,20 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
-import uvicorn
 
-from agentcell.api.app import create_app
-from agentcell.api.auth import ensure_admin_token
 from agentcell.cli import main
 from agentcell.client import (
     AsyncClient,
@@ -37,7 +31,6 @@ from agentcell.client import (
     StdoutEvent,
     error_from,
 )
-from agentcell.config import Settings
 from agentcell.errors import (
     AgentcellError,
     CellOutOfMemory,
@@ -47,61 +40,12 @@ from agentcell.errors import (
     PathNotFound,
     Unauthorized,
 )
-from agentcell.sandbox.docker.backend import LABEL_INSTANCE
-from agentcell.sandbox.workspaces import Workspaces
-from tests.conftest import RUN_ID, TEST_LABEL, SettingsFactory
+from tests.conftest import RUN_ID, TEST_LABEL, Live, SettingsFactory, sweep_server
 
 pytestmark = pytest.mark.docker
 
 START_TIMEOUT_S = 60.0
 CLIENT_ENV = ("AGENTCELL_URL", "AGENTCELL_API_KEY", "AGENTCELL_ADMIN_TOKEN", "AGENTCELL_TIMEOUT_S")
-
-
-@dataclass
-class Live:
-    url: str
-    admin_token: str
-    settings: Settings
-
-    def admin(self) -> Client:
-        return Client(self.url, api_key="", admin_token=self.admin_token)
-
-
-def _sweep(docker_client: docker.DockerClient, settings: Settings) -> None:
-    """Remove this server's containers and workspaces (they outlive the server by design)."""
-    label = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
-    for container in docker_client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    workspaces = Workspaces(settings.data_dir / "workspaces", settings.limits.workspace_mb)
-    for ws_id in workspaces.ids():
-        workspaces.delete(ws_id)
-
-
-@pytest.fixture
-def server(make_settings: SettingsFactory, docker_client: docker.DockerClient) -> Iterator[Live]:
-    settings = make_settings()
-    token, _ = ensure_admin_token(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while not uv.started:
-            if not thread.is_alive():
-                pytest.fail("the server exited while starting; see the log above")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start within {START_TIMEOUT_S} s")
-            time.sleep(0.02)
-        yield Live(f"http://127.0.0.1:{port}", token, settings)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
-        _sweep(docker_client, settings)
 
 
 @pytest.fixture
@@ -405,7 +349,7 @@ def test_serve_quickstart(
                 assert proc.wait(timeout=30) == 0
             finally:
                 proc.kill()
-                _sweep(docker_client, settings)
+                sweep_server(docker_client, settings)
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str) -> str:

@@ -25,8 +25,9 @@ BODY_SLACK = 64 * 1024  # JSON around the code
 
 
 class BodyLimit:
-    """Refuse oversized request bodies while they arrive, before anything buffers them.
-    Uploads have their own (larger) limit, enforced by their route as the body streams."""
+    """Refuse oversized request bodies before anything parses them: by Content-Length when
+    sent, else by reading at most ``limit`` bytes of a chunked body. Uploads have their own
+    (larger) limit, enforced by their route as the body streams."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -36,19 +37,23 @@ class BodyLimit:
         if scope["type"] != "http" or scope["path"] == UPLOAD_PATH:
             await self.app(scope, receive, send)
             return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            await self.app(scope, receive, send)  # the server rejects a malformed length itself
+            return
+        if declared is not None and int(declared) <= self.limit:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0 if declared is None else int(declared)
+        while declared is None and size <= self.limit:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        if size > self.limit:
             response = errors.error_response(
                 413,
                 "too_large",
@@ -56,10 +61,12 @@ class BodyLimit:
                 "write large programs to a file in the workspace and run the file",
             )
             await response(scope, receive, send)
+            return
 
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
 
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def _cell_states(cells: CellManager) -> list[str]:

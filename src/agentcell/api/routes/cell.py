@@ -94,24 +94,26 @@ class ExecLog:
 
 async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncIterator[bytes]:
     started = time.perf_counter()
-    exit_code: int | None = None
-    error = ""
+    logged = False
     try:
         async for event in cell.stream(
             body.code, body.language, context=body.context, timeout_s=body.timeout_s
         ):
             if isinstance(event, Exit):
-                exit_code = event.exit_code
-                yield sse(
-                    "exit", ExitEvent.model_validate(event, from_attributes=True).model_dump()
-                )
+                # Recorded before the last event goes out: a client may hang up right after it.
+                await log.done(event.exit_code, (time.perf_counter() - started) * 1000)
+                logged = True
+                exit_event = ExitEvent.model_validate(event, from_attributes=True)
+                yield sse("exit", exit_event.model_dump())
             else:
                 yield sse(event.stream, {"data": event.data})
     except AgentcellError as exc:
-        error = f"{exc.code}: {exc.message}"
+        await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
+        logged = True
         yield sse("error", {"code": exc.code, "message": exc.message, "hint": exc.hint})
     finally:
-        await log.done(exit_code, (time.perf_counter() - started) * 1000, error)
+        if not logged:  # the client went away mid-stream, which stopped the code
+            await log.done(None, (time.perf_counter() - started) * 1000, "stream closed by client")
 
 
 @router.post(
