@@ -152,6 +152,48 @@ class StoreUnavailable(AgentcellError):
     hint = "check AGENTCELL_DATABASE_URL and that the database server is running, then retry"
 
 
+class ServerUnreachable(AgentcellError, ConnectionError):
+    """The client's: the agentcell server does not answer."""
+
+    status_code = 503
+    code = "server_unreachable"
+    hint = "start it with scripts/serve (or agentcell serve), or point AGENTCELL_URL at it"
+
+
+
+class ModelNotConfigured(AgentcellError):
+    """No model is set for the agent."""
+
+    status_code = 503
+    code = "model_not_configured"
+    hint = (
+        "set AGENTCELL_MODEL (e.g. openai:gpt-4.1 or anthropic:claude-sonnet-4-5) and "
+        "AGENTCELL_MODEL_API_KEY; for a local OpenAI-compatible server also set "
+        "AGENTCELL_MODEL_BASE_URL, e.g. AGENTCELL_MODEL=openai:qwen2.5 "
+        "AGENTCELL_MODEL_BASE_URL=http://127.0.0.1:11434/v1 AGENTCELL_MODEL_API_KEY=local"
+    )
+
+
+class ModelUnreachable(AgentcellError, ConnectionError):
+    """The model's server does not answer (refused, reset, timed out)."""
+
+    status_code = 503
+    code = "model_unreachable"
+
+
+class ModelFailed(AgentcellError):
+    """The model's server answered with an error, or the model did something unusable."""
+
+    status_code = 502
+    code = "model_error"
+
+
+class AgentLimitReached(AgentcellError):
+    """A turn used up one of its limits (model requests, tool calls, tokens)."""
+
+    status_code = 429
+    code = "agent_limit"
+
 # Error codes the executor sends, mapped to the exception the host raises.
 BY_CODE: dict[str, type[AgentcellError]] = {
     cls.code: cls

@@ -1,0 +1,97 @@
+"""``agentcell image build|ls``: sandbox images, built and listed on the local Docker engine."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from agentcell.cli._common import Commands, group
+from agentcell.cli._output import print_table, progress_view
+from agentcell.config import ImageProfile, Settings
+from agentcell.errors import DockerUnavailable
+
+PROFILES: tuple[str, ...] = typing.get_args(ImageProfile)
+
+
+def add_image(groups: Commands) -> None:
+    cmds = group(groups, "image", "build and list sandbox images")
+    build = cmds.add_parser("build", help="build a sandbox image (skipped when up to date)")
+    build.add_argument("--profile", choices=PROFILES, help="default: AGENTCELL_IMAGE_PROFILE")
+    build.add_argument("--force", action="store_true", help="rebuild all, root fs included")
+    build.add_argument(
+        "--base",
+        choices=("auto", "stock", "debootstrap"),
+        default="auto",
+        help="stock debian:bookworm-slim + apt, or a debootstrap root fs (root only); "
+        "auto: stock when present or pullable",
+    )
+    build.add_argument("--mirror", help="Debian archive for debootstrap (default: apt sources)")
+    build.add_argument("--cache-dir", type=Path, help="where root fs tarballs are kept")
+    build.set_defaults(handler=_image_build)
+
+    ls = cmds.add_parser("ls", help="list agentcell images")
+    ls.set_defaults(handler=_image_ls)
+
+
+@contextmanager
+def _docker(settings: Settings) -> Iterator[Any]:
+    import docker
+    import docker.errors
+
+    try:
+        if settings.docker_host:
+            client = docker.DockerClient(base_url=settings.docker_host)
+        else:
+            client = docker.from_env()
+    except docker.errors.DockerException as e:
+        raise DockerUnavailable(f"cannot reach the Docker engine: {e}") from e
+    try:
+        try:
+            client.ping()
+        except (docker.errors.DockerException, OSError) as e:
+            raise DockerUnavailable(f"cannot reach the Docker engine: {e}") from e
+        yield client
+    finally:
+        client.close()
+
+
+def _image_build(args: argparse.Namespace, settings: Settings) -> int:
+    from agentcell.sandbox.docker.images import ensure_image
+
+    profile = args.profile or settings.image_profile
+    mirror = args.mirror or settings.debian_mirror or None
+    with _docker(settings) as client, progress_view() as hook:
+        tag = ensure_image(
+            client,
+            profile,
+            hook,
+            force=args.force,
+            base=args.base,
+            mirror=mirror,
+            cache_dir=args.cache_dir,
+        )
+    print(tag)
+    return 0
+
+
+def _image_ls(_args: argparse.Namespace, settings: Settings) -> int:
+    from agentcell.sandbox.docker.images import list_images
+
+    with _docker(settings) as client:
+        images = list_images(client)
+    table = Table(box=None, header_style="bold")
+    table.add_column("PROFILE")
+    table.add_column("TAG", no_wrap=True)
+    table.add_column("SIZE", justify="right")
+    table.add_column("CREATED")
+    for image in images:
+        created = image.created.replace("T", " ")[:16]
+        table.add_row(image.profile, image.tag, f"{image.size / 1e6:,.0f} MB", created)
+    print_table(table)
+    return 0

@@ -1,0 +1,67 @@
+"""``agentcell serve``: run the server, after a first screen that says what to do next."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.markup import escape
+
+from agentcell import __version__
+from agentcell.api.auth import admin_token_path
+from agentcell.cli._common import Commands
+from agentcell.cli._output import out
+from agentcell.config import ClientSettings, Settings
+
+
+def add_serve(groups: Commands) -> None:
+    serve = groups.add_parser("serve", help="run the server (API v1)")
+    serve.add_argument("--host", help="address to listen on (default: AGENTCELL_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: AGENTCELL_PORT, 8000)")
+    serve.add_argument("--data-dir", type=Path, help="default: AGENTCELL_DATA_DIR")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, _settings: Settings) -> int:
+    import uvicorn
+
+    from agentcell.api.app import create_app
+    from agentcell.api.auth import ensure_admin_token
+
+    given = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    settings = Settings.model_validate({k: v for k, v in given.items() if v is not None})
+    token, created = ensure_admin_token(settings)
+    _first_screen(settings, token, created)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _first_screen(settings: Settings, token: str, created: bool) -> None:
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    console = out()
+    console.print(f"[bold]agentcell {__version__}[/] on [bold cyan]{escape(url)}[/]")
+    console.print(f"data dir     {escape(str(settings.data_dir))}")
+    steps = []
+    if settings.admin_token:
+        console.print("admin token  from AGENTCELL_ADMIN_TOKEN")
+    else:
+        path = admin_token_path(settings)
+        console.print(f"admin token  in {escape(path)} (mode 0600)")
+        if created:
+            console.print(f"             new, shown this once: [bold]{escape(token)}[/]")
+        value = token if created else f"$(cat {path})"
+        steps.append(f"export AGENTCELL_ADMIN_TOKEN={value}")
+    if url != ClientSettings.model_fields["url"].default:
+        steps.append(f"export AGENTCELL_URL={url}")
+    steps += [
+        "agentcell users add alice",
+        "export AGENTCELL_API_KEY=<the key it prints>",
+        "agentcell exec 'print(6*7)'",
+    ]
+    console.print("\nnext, in another terminal:")
+    for step in steps:
+        console.print(f"  {escape(step)}")
+    console.print()

@@ -1,0 +1,34 @@
+"""Python client for API v1 (DESIGN §7), sync (``Client``) and async (``AsyncClient``).
+
+    with Client() as c:                  # AGENTCELL_URL, AGENTCELL_API_KEY (ClientSettings)
+        print(c.exec("print(6*7)").stdout)
+        for event in c.exec_stream("for i in range(3): print(i)"):
+            print(event)                 # StdoutEvent / StderrEvent ..., then ExitEvent
+
+Both clients send the same calls (``_http.Api``, each request built once) and differ only in
+how they send them (``sync``, ``aio``). An error answer raises the ``AgentcellError`` subclass
+named by its ``code`` (with the server's ``status_code``, ``message`` and ``hint``); a server
+that does not answer raises ``ServerUnreachable``. Uploads and downloads are streamed in
+chunks, never held whole.
+"""
+
+from agentcell.api.schemas import ExitEvent
+from agentcell.client._http import error_classes as error_classes
+from agentcell.client._http import error_from as error_from
+from agentcell.client._sse import ExecEvent, StderrEvent, StdoutEvent
+from agentcell.client._sse import ServerSentEvent as ServerSentEvent
+from agentcell.client._sse import SSEParser as SSEParser
+from agentcell.client._sse import exec_event as exec_event
+from agentcell.client.aio import AsyncClient
+from agentcell.client.sync import Client
+from agentcell.errors import ServerUnreachable
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ExecEvent",
+    "ExitEvent",
+    "ServerUnreachable",
+    "StderrEvent",
+    "StdoutEvent",
+]

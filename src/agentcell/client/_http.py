@@ -1,0 +1,332 @@
+"""What both clients share: API v1 as data (``Api``: one ``Call`` per request, built once),
+the request arguments and credentials (``BaseClient``), error mapping, and the helpers for
+uploads and downloads. The clients only send the calls, each with its own I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from agentcell.api.schemas import (
+    AdminCell,
+    AuditPage,
+    CellPublic,
+    ExecResponse,
+    FileList,
+    FileWritten,
+    Health,
+    Me,
+    ReapResult,
+    UserCreated,
+    UserPublic,
+)
+from agentcell.config import ClientSettings
+from agentcell.errors import AgentcellError, PathNotFound, ServerUnreachable
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+Auth = Literal["user", "admin", "optional"]
+Upload: TypeAlias = bytes | IO[bytes] | Path
+Dest: TypeAlias = str | Path | IO[bytes]
+CHUNK = 64 * 1024
+SSE = "text/event-stream"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def error_classes() -> dict[str, type[AgentcellError]]:
+    """Every AgentcellError subclass by its ``code``; the class that sets a code wins over its
+    subclasses that inherit it. Built per call, so subclasses imported later count too."""
+    found: dict[str, type[AgentcellError]] = {}
+    todo: list[type[AgentcellError]] = [AgentcellError]
+    while todo:
+        cls = todo.pop(0)
+        if "code" in vars(cls):
+            found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def error_from(body: Any, status_code: int | None = None, files: bool = False) -> AgentcellError:
+    """The exception for an error body ``{"code", "message", "hint"}``; ``files``: a missing
+    path raises PathNotFound (a FileNotFoundError)."""
+    code = str(body.get("code") or AgentcellError.code)
+    message = str(body.get("message") or code)
+    hint = str(body.get("hint") or "") or None
+    cls = error_classes().get(code, AgentcellError)
+    if files and code == PathNotFound.code:
+        cls = PathNotFound
+    try:
+        exc = cls(message, hint=hint)
+    except TypeError:  # a subclass that needs more than a message
+        exc = AgentcellError(message, hint=hint)
+    exc.code = code
+    if status_code is not None:
+        exc.status_code = status_code
+    return exc
+
+
+def raise_for(response: httpx.Response, call: Call[Any]) -> None:
+    """Raise the error an unsuccessful response carries. Its body must have been read."""
+    if response.is_success or response.status_code in call.accept:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        text = " ".join(response.text.split())[:200] or response.reason_phrase
+        err = {"code": AgentcellError.code, "message": f"HTTP {response.status_code}: {text}"}
+    raise error_from(err, response.status_code, call.path.startswith("/v1/files"))
+
+
+@contextmanager
+def transport_errors(url: str) -> Iterator[None]:
+    """httpx's transport errors, as ours."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        reason = str(e).split("] ")[-1] or type(e).__name__
+        raise ServerUnreachable(f"the agentcell server is not reachable at {url} ({reason})") from e
+    except httpx.UnsupportedProtocol as e:
+        raise AgentcellError(
+            f"{url} is not an http:// or https:// URL", hint="set AGENTCELL_URL to http://HOST:PORT"
+        ) from e
+    except httpx.TimeoutException as e:
+        raise AgentcellError(
+            f"the agentcell server at {url} did not answer in time ({type(e).__name__})",
+            hint="retry; a slow server or network may need a larger AGENTCELL_TIMEOUT_S",
+        ) from e
+    except httpx.TransportError as e:
+        raise AgentcellError(
+            f"the connection to the agentcell server at {url} failed: {e or type(e).__name__}",
+            hint="retry; if it persists, see the server's log",
+        ) from e
+
+
+# --- the calls ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    auth: Auth = "user"
+    params: dict[str, Any] | None = None
+    json: Any = None
+    content: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    long: bool = False  # the answer may take as long as the work: no read timeout
+    accept: frozenset[int] = frozenset()  # error statuses whose body is still the answer
+
+
+def _model(model: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda r: model.model_validate_json(r.content)
+
+
+def _nothing(_response: httpx.Response) -> None:
+    return None
+
+
+def _stream_only(_response: httpx.Response) -> None:
+    raise AssertionError("streamed calls are read by the caller")
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+_USERS = TypeAdapter(list[UserPublic])
+_CELLS = TypeAdapter(list[AdminCell])
+
+
+def _users(response: httpx.Response) -> list[UserPublic]:
+    return _USERS.validate_json(response.content)
+
+
+def _admin_cells(response: httpx.Response) -> list[AdminCell]:
+    return _CELLS.validate_json(response.content)
+
+
+class Api:
+    """API v1 as data. Clients send these; they never build requests themselves."""
+
+    me = Call("GET", "/v1/me", _model(Me))
+    users_list = Call("GET", "/v1/users", _users, "admin")
+    cell = Call("GET", "/v1/cell", _model(CellPublic))
+    cell_restart = Call("POST", "/v1/cell/restart", _model(CellPublic), long=True)
+    cell_delete = Call("DELETE", "/v1/cell", _nothing, long=True)
+    admin_cells = Call("GET", "/v1/admin/cells", _admin_cells, "admin")
+    admin_reap = Call("POST", "/v1/admin/cells/reap", _model(ReapResult), "admin", long=True)
+    healthz = Call("GET", "/healthz", _model(Health), "optional", accept=frozenset({503}))
+    metrics = Call("GET", "/metrics", _text, "optional")
+
+    @staticmethod
+    def users_add(name: str) -> Call[UserCreated]:
+        return Call("POST", "/v1/users", _model(UserCreated), "admin", json={"name": name})
+
+    @staticmethod
+    def users_rm(user_id: str, delete_workspace: bool) -> Call[None]:
+        params = {"delete_workspace": delete_workspace}
+        return Call("DELETE", f"/v1/users/{user_id}", _nothing, "admin", params, long=True)
+
+    @staticmethod
+    def exec(
+        code: str, language: str, timeout_s: float | None, context: str, *, stream: bool = False
+    ) -> Call[ExecResponse]:
+        body: dict[str, Any] = {"language": language, "code": code, "context": context}
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        headers = {"Accept": SSE} if stream else {}
+        return Call(
+            "POST", "/v1/cell/exec", _model(ExecResponse), json=body, headers=headers, long=True
+        )
+
+    @staticmethod
+    def files_list(path: str | Path) -> Call[FileList]:
+        return Call("GET", "/v1/files", _model(FileList), params={"path": str(path)})
+
+    @staticmethod
+    def files_raw(path: str | Path) -> Call[None]:
+        return Call("GET", "/v1/files/raw", _stream_only, params={"path": str(path)})
+
+    @staticmethod
+    def files_zip(path: str | Path) -> Call[None]:
+        return Call("GET", "/v1/files/zip", _stream_only, params={"path": str(path)}, long=True)
+
+    @staticmethod
+    def files_put(path: str | Path, content: Any, headers: dict[str, str]) -> Call[FileWritten]:
+        params = {"path": str(path)}
+        parse = _model(FileWritten)
+        return Call("PUT", "/v1/files/raw", parse, params=params, content=content, headers=headers)
+
+    @staticmethod
+    def files_rm(path: str | Path, recursive: bool) -> Call[None]:
+        params = {"path": str(path), "recursive": recursive}
+        return Call("DELETE", "/v1/files", _nothing, params=params)
+
+    @staticmethod
+    def audit(limit: int, before: int | None) -> Call[AuditPage]:
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return Call("GET", "/v1/audit", _model(AuditPage), params=params)
+
+
+# --- what a client is, but for its I/O ---------------------------------------------------------
+
+_NO_TOKEN = {
+    "user": (
+        "no API key: set AGENTCELL_API_KEY",
+        "an admin creates a user and its key with `agentcell users add NAME`",
+    ),
+    "admin": (
+        "no admin token: set AGENTCELL_ADMIN_TOKEN",
+        "the server keeps it in its data dir (admin_token) and prints it when first started",
+    ),
+}
+
+
+class BaseClient(Generic[H]):
+    """Settings, credentials and request arguments; a subclass opens its httpx client ``H``."""
+
+    _http: H
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        admin_token: str | None = None,
+        timeout_s: float | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        settings = settings or ClientSettings()
+        self.url = (url or settings.url).rstrip("/")
+        self.api_key = settings.api_key if api_key is None else api_key
+        self.admin_token = settings.admin_token if admin_token is None else admin_token
+        self.timeout_s = timeout_s or settings.timeout_s
+        self._http = self._open()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _open(self) -> H:
+        raise NotImplementedError
+
+    def _request_args(self, call: Call[Any]) -> dict[str, Any]:
+        timeout = httpx.Timeout(self.timeout_s, read=None) if call.long else self.timeout_s
+        return {
+            "method": call.method,
+            "url": call.path,
+            "params": call.params,
+            "json": call.json,
+            "content": call.content,
+            "headers": {**self._auth(call.auth), **call.headers},
+            "timeout": timeout,
+        }
+
+    def _auth(self, auth: Auth) -> dict[str, str]:
+        if auth == "admin":
+            token = self.admin_token or self.api_key
+        else:
+            token = self.api_key or self.admin_token
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if auth == "optional":
+            return {}
+        message, hint = _NO_TOKEN[auth]
+        raise AgentcellError(message, hint=hint)
+
+
+# --- uploads and downloads ---------------------------------------------------------------------
+
+
+@contextmanager
+def upload(data: Upload) -> Iterator[tuple[bytes | IO[bytes], dict[str, str]]]:
+    """The body to send and its headers: a file's length is declared, so an upload over the
+    server's limit is refused before it is sent."""
+    if not isinstance(data, Path):
+        yield data, {}
+        return
+    with data.open("rb") as f:
+        yield f, {"Content-Length": str(os.fstat(f.fileno()).st_size)}
+
+
+def chunks(f: IO[bytes]) -> Iterator[bytes]:
+    while chunk := f.read(CHUNK):
+        yield chunk
+
+
+async def achunks(f: IO[bytes]) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(f.read, CHUNK):
+        yield chunk
+
+
+@contextmanager
+def download_to(dest: Dest) -> Iterator[IO[bytes]]:
+    """The file object a download is written to: ``dest`` itself, or for a path a partial file
+    beside it, renamed to it once complete (so it is written whole or not at all)."""
+    if not isinstance(dest, str | Path):
+        yield dest
+        return
+    path = Path(dest)
+    part = path.with_name(f".{path.name}.part")
+    try:
+        with part.open("wb") as f:
+            yield f
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)

@@ -1,0 +1,160 @@
+"""The async client: the same ``Api`` calls as ``Client``, sent with ``httpx.AsyncClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agentcell.api.schemas import (
+    AdminCell,
+    AuditPage,
+    CellPublic,
+    ExecResponse,
+    FileList,
+    FileWritten,
+    Health,
+    Me,
+    ReapResult,
+    UserCreated,
+    UserPublic,
+)
+from agentcell.client._http import (
+    CHUNK,
+    Api,
+    BaseClient,
+    Call,
+    Dest,
+    T,
+    Upload,
+    achunks,
+    download_to,
+    raise_for,
+    transport_errors,
+    upload,
+)
+from agentcell.client._sse import ExecEvent, ExecEvents
+
+
+class AsyncClient(BaseClient[httpx.AsyncClient]):
+    """The same calls as Client, awaited. ``async with AsyncClient() as c: ...``."""
+
+    def _open(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        with transport_errors(self.url):
+            response = await self._http.request(**self._request_args(call))
+        raise_for(response, call)
+        return call.parse(response)
+
+    @asynccontextmanager
+    async def _stream(self, call: Call[Any]) -> AsyncIterator[httpx.Response]:
+        with transport_errors(self.url):
+            async with self._http.stream(**self._request_args(call)) as r:
+                if not r.is_success:
+                    await r.aread()
+                    raise_for(r, call)
+                yield r
+
+    async def _save(self, call: Call[None], dest: Dest) -> int:
+        size = 0
+        with download_to(dest) as f:
+            async with self._stream(call) as r:
+                async for chunk in r.aiter_bytes(CHUNK):
+                    size += await asyncio.to_thread(f.write, chunk)
+        return size
+
+    async def me(self) -> Me:
+        return await self._send(Api.me)
+
+    async def users_add(self, name: str) -> UserCreated:
+        return await self._send(Api.users_add(name))
+
+    async def users_list(self) -> list[UserPublic]:
+        return await self._send(Api.users_list)
+
+    async def users_rm(self, user_id: str, delete_workspace: bool = False) -> None:
+        await self._send(Api.users_rm(user_id, delete_workspace))
+
+    async def cell(self) -> CellPublic:
+        return await self._send(Api.cell)
+
+    async def cell_restart(self) -> CellPublic:
+        return await self._send(Api.cell_restart)
+
+    async def cell_delete(self) -> None:
+        await self._send(Api.cell_delete)
+
+    async def exec(
+        self,
+        code: str,
+        language: str = "python",
+        timeout_s: float | None = None,
+        context: str = "default",
+    ) -> ExecResponse:
+        return await self._send(Api.exec(code, language, timeout_s, context))
+
+    async def exec_stream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout_s: float | None = None,
+        context: str = "default",
+    ) -> AsyncIterator[ExecEvent]:
+        """See Client.exec_stream."""
+        events = ExecEvents()
+        async with self._stream(Api.exec(code, language, timeout_s, context, stream=True)) as r:
+            async for line in r.aiter_lines():
+                if event := events.feed(line):
+                    yield event
+        yield events.exit()
+
+    async def files_list(self, path: str | Path = ".") -> FileList:
+        return await self._send(Api.files_list(path))
+
+    async def files_get(self, path: str | Path) -> bytes:
+        async with self._stream(Api.files_raw(path)) as r:
+            return await r.aread()
+
+    async def files_download(self, path: str | Path, dest: Dest) -> int:
+        return await self._save(Api.files_raw(path), dest)
+
+    async def files_put(self, path: str | Path, data: Upload) -> FileWritten:
+        with upload(data) as (body, headers):
+            content = body if isinstance(body, bytes) else achunks(body)
+            return await self._send(Api.files_put(path, content, headers))
+
+    async def files_rm(self, path: str | Path, recursive: bool = False) -> None:
+        await self._send(Api.files_rm(path, recursive))
+
+    async def files_zip(self, path: str | Path, dest: Dest) -> int:
+        return await self._save(Api.files_zip(path), dest)
+
+    async def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
+        return await self._send(Api.audit(limit, before))
+
+    async def admin_cells(self) -> list[AdminCell]:
+        return await self._send(Api.admin_cells)
+
+    async def admin_reap(self) -> ReapResult:
+        return await self._send(Api.admin_reap)
+
+    async def healthz(self) -> Health:
+        return await self._send(Api.healthz)
+
+    async def metrics(self) -> str:
+        return await self._send(Api.metrics)

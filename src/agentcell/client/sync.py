@@ -1,0 +1,159 @@
+"""The blocking client: ``Api`` calls sent with ``httpx.Client``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agentcell.api.schemas import (
+    AdminCell,
+    AuditPage,
+    CellPublic,
+    ExecResponse,
+    FileList,
+    FileWritten,
+    Health,
+    Me,
+    ReapResult,
+    UserCreated,
+    UserPublic,
+)
+from agentcell.client._http import (
+    CHUNK,
+    Api,
+    BaseClient,
+    Call,
+    Dest,
+    T,
+    Upload,
+    chunks,
+    download_to,
+    raise_for,
+    transport_errors,
+    upload,
+)
+from agentcell.client._sse import ExecEvent, ExecEvents
+
+
+class Client(BaseClient[httpx.Client]):
+    """Blocking client. ``with Client() as c: ...``, or call ``close()``."""
+
+    def _open(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=self.timeout_s)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: Call[T]) -> T:
+        with transport_errors(self.url):
+            response = self._http.request(**self._request_args(call))
+        raise_for(response, call)
+        return call.parse(response)
+
+    @contextmanager
+    def _stream(self, call: Call[Any]) -> Iterator[httpx.Response]:
+        with transport_errors(self.url), self._http.stream(**self._request_args(call)) as r:
+            if not r.is_success:
+                r.read()
+                raise_for(r, call)
+            yield r
+
+    def _save(self, call: Call[None], dest: Dest) -> int:
+        with self._stream(call) as r, download_to(dest) as f:
+            return sum(f.write(chunk) for chunk in r.iter_bytes(CHUNK))
+
+    def me(self) -> Me:
+        return self._send(Api.me)
+
+    def users_add(self, name: str) -> UserCreated:
+        return self._send(Api.users_add(name))
+
+    def users_list(self) -> list[UserPublic]:
+        return self._send(Api.users_list)
+
+    def users_rm(self, user_id: str, delete_workspace: bool = False) -> None:
+        self._send(Api.users_rm(user_id, delete_workspace))
+
+    def cell(self) -> CellPublic:
+        return self._send(Api.cell)
+
+    def cell_restart(self) -> CellPublic:
+        return self._send(Api.cell_restart)
+
+    def cell_delete(self) -> None:
+        self._send(Api.cell_delete)
+
+    def exec(
+        self,
+        code: str,
+        language: str = "python",
+        timeout_s: float | None = None,
+        context: str = "default",
+    ) -> ExecResponse:
+        return self._send(Api.exec(code, language, timeout_s, context))
+
+    def exec_stream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout_s: float | None = None,
+        context: str = "default",
+    ) -> Iterator[ExecEvent]:
+        """Output events as the code writes them, then one ExitEvent (the request is sent when
+        iteration starts). An ``error`` event raises. The ExitEvent comes once the server has
+        ended the response: the exec is then fully done (audited) and the connection reusable."""
+        events = ExecEvents()
+        with self._stream(Api.exec(code, language, timeout_s, context, stream=True)) as r:
+            for line in r.iter_lines():
+                if event := events.feed(line):
+                    yield event
+        yield events.exit()
+
+    def files_list(self, path: str | Path = ".") -> FileList:
+        return self._send(Api.files_list(path))
+
+    def files_get(self, path: str | Path) -> bytes:
+        with self._stream(Api.files_raw(path)) as r:
+            return r.read()
+
+    def files_download(self, path: str | Path, dest: Dest) -> int:
+        """Stream a file to ``dest`` (a path, written whole or not at all, or a binary file
+        object); returns the byte count."""
+        return self._save(Api.files_raw(path), dest)
+
+    def files_put(self, path: str | Path, data: Upload) -> FileWritten:
+        with upload(data) as (body, headers):
+            content = body if isinstance(body, bytes) else chunks(body)
+            return self._send(Api.files_put(path, content, headers))
+
+    def files_rm(self, path: str | Path, recursive: bool = False) -> None:
+        self._send(Api.files_rm(path, recursive))
+
+    def files_zip(self, path: str | Path, dest: Dest) -> int:
+        """Stream a ZIP of ``path`` (a folder of the workspace) to ``dest``; see files_download."""
+        return self._save(Api.files_zip(path), dest)
+
+    def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
+        return self._send(Api.audit(limit, before))
+
+    def admin_cells(self) -> list[AdminCell]:
+        return self._send(Api.admin_cells)
+
+    def admin_reap(self) -> ReapResult:
+        return self._send(Api.admin_reap)
+
+    def healthz(self) -> Health:
+        return self._send(Api.healthz)
+
+    def metrics(self) -> str:
+        return self._send(Api.metrics)
