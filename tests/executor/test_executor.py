@@ -574,3 +574,17 @@ async def test_missing_paths(executor: ExecutorClient) -> None:
         await executor.list("no/such/dir")
     with pytest.raises(PathNotFound):
         await executor.delete("no-such-file")
+
+
+async def test_overlong_names_and_deep_paths_are_clear_errors(executor: ExecutorClient) -> None:
+    long_name = "n" * 250  # valid, but a temp name built from it would not be
+    assert await executor.write(long_name, b"x") == 1
+    await executor.delete(long_name)
+    with pytest.raises(InvalidPath):
+        await executor.write("n" * 300, b"x")
+    with pytest.raises(InvalidPath):
+        await executor.read_bytes(("é" * 127 + "/") * 31 + "f")
+    with pytest.raises(InvalidPath, match="levels"):
+        await executor.write("d/" * 1200 + "f", b"x")
+    assert await executor.write("d/" * 200 + "f", b"x") == 1
+    await executor.delete("d", recursive=True)

@@ -23,6 +23,7 @@ from . import protocol as p
 from .conn import Conn, Fail, encode
 from .procs import killpg, watch_exit
 
+MAX_DEPTH = 256  # levels in a request's path (shutil.rmtree and friends recurse per level)
 ZIPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zipper.py")
 
 
@@ -119,10 +120,10 @@ class Files:
         if not name:
             raise Fail("invalid_path", "the workspace root is not a file")
         target = os.path.join(parent, name)
-        tmp = os.path.join(parent, f".{name}.{os.urandom(4).hex()}~")
+        tmp = os.path.join(parent, f".upload-{os.urandom(8).hex()}~")  # fits any valid name
         with os_errors(req.path):
             if req.make_parents:
-                os.makedirs(parent, exist_ok=True)
+                make_dirs(parent)
             mode = writable_mode(target, req.path)
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode
@@ -150,7 +151,10 @@ class Files:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 os.unlink(path)
             elif req.recursive:
-                shutil.rmtree(path)
+                try:
+                    shutil.rmtree(path)
+                except RecursionError:  # rmtree recurses per level; a cell can nest deeper
+                    raise Fail("invalid_request", f"too deeply nested: {req.path}") from None
             else:
                 os.rmdir(path)
         conn.write(encode(p.Ok()))
@@ -186,6 +190,8 @@ def path_parts(rel: str) -> list[str]:
     parts = [part for part in rel.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise Fail("invalid_path", f"'..' is not allowed in paths: {rel!r}")
+    if len(parts) > MAX_DEPTH:
+        raise Fail("invalid_path", f"paths are limited to {MAX_DEPTH} levels: {rel[:200]}")
     return parts
 
 
@@ -255,6 +261,17 @@ async def receive(conn: Conn, fd: int) -> int:
             view = view[os.write(fd, view) :]
 
 
+def make_dirs(path: str) -> None:
+    """os.makedirs without its recursion, which a path of ~1000 folders exhausts."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+
+
 @contextlib.contextmanager
 def os_errors(rel: str) -> Iterator[None]:
     """Turn OS errors into the request errors the client understands."""
@@ -272,6 +289,8 @@ def os_errors(rel: str) -> Iterator[None]:
             raise Fail(
                 "invalid_request", f"directory not empty (delete recursively): {rel}"
             ) from exc
+        if code == errno.ENAMETOOLONG:
+            raise Fail("invalid_path", f"name or path too long: {rel[:200]}") from exc
         if code in (errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS):
             raise Fail("invalid_request", f"{exc.strerror}: {rel}") from exc
         raise
