@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageProfile = Literal["minimal", "full"]
@@ -86,6 +86,32 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="stdout+stderr kept per exec; the rest is dropped"
     )
     start_timeout_s: float = Field(20, gt=0, description="wait this long for a new cell's executor")
+
+    model: str = Field(
+        "",
+        description="the agent's model as provider:name, e.g. openai:gpt-4.1, "
+        "anthropic:claude-sonnet-4-5, or openai:qwen2.5 with model_base_url; empty = no agent",
+    )
+    model_base_url: str = Field(
+        "",
+        description="an OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp, LM Studio), "
+        "e.g. http://127.0.0.1:11434/v1; empty = the provider's own",
+    )
+    model_api_key: SecretStr = Field(
+        SecretStr(""),
+        description="the model provider's key; it stays in this process and never enters a cell",
+    )
+    agent_max_requests: int = Field(50, ge=0, description="model requests per turn; 0 = no limit")
+    agent_max_tool_calls: int = Field(200, ge=0, description="tool calls per turn; 0 = no limit")
+    agent_max_tokens: int = Field(
+        2_000_000, ge=0, description="input+output tokens per turn; 0 = no limit"
+    )
+    agent_tool_retries: int = Field(
+        3, ge=0, description="times the model may retry one failing tool call in a run"
+    )
+    agent_tool_output_chars: int = Field(
+        16_000, ge=1000, description="a tool result longer than this is cut for the model"
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -160,7 +160,6 @@ class ServerUnreachable(AgentcellError, ConnectionError):
     hint = "start it with scripts/serve (or agentcell serve), or point AGENTCELL_URL at it"
 
 
-
 class ModelNotConfigured(AgentcellError):
     """No model is set for the agent."""
 
@@ -193,6 +192,7 @@ class AgentLimitReached(AgentcellError):
 
     status_code = 429
     code = "agent_limit"
+
 
 # Error codes the executor sends, mapped to the exception the host raises.
 BY_CODE: dict[str, type[AgentcellError]] = {

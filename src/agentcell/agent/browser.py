@@ -1,0 +1,277 @@
+"""The browser's tools: ``fetch`` (a page as readable text, by a small standard-library script run
+inside the cell) and a headless Chromium driven by Playwright *inside the cell*, kept alive across
+calls in the session's browser context (only the ``full`` image has Chromium and Playwright).
+
+Everything runs in the cell, so a cell without network reaches nothing but its own loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic_ai import ModelRetry, RunContext, ToolFailed
+
+from agentcell.agent.tools import OUTPUT_BYTES, AgentDeps, describe, fixable, trim
+
+MARK = "\x1eagentcell:"  # starts the line that carries a script's JSON answer
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+PAGE_BYTES = 5 * 1024 * 1024
+
+FETCH_SCRIPT = r"""
+import html.parser, json, sys, urllib.error, urllib.request
+
+SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+         "article", "header", "footer", "pre", "table", "ul", "ol", "blockquote", "title"}
+
+class Text(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.out, self.skip, self.title, self.in_title = [], 0, "", False
+    def handle_starttag(self, tag, attrs):
+        if tag in SKIP: self.skip += 1
+        if tag == "title": self.in_title = True
+        if tag in BLOCK: self.out.append("\n")
+    def handle_endtag(self, tag):
+        if tag in SKIP and self.skip: self.skip -= 1
+        if tag == "title": self.in_title = False
+        if tag in BLOCK: self.out.append("\n")
+    def handle_data(self, data):
+        if self.in_title: self.title += data
+        elif not self.skip: self.out.append(data)
+    def text(self):
+        lines = (" ".join(line.split()) for line in "".join(self.out).splitlines())
+        return "\n".join(line for line in lines if line)
+
+def answer(**fields):
+    print("\x1eagentcell:" + json.dumps(fields))
+
+url, limit = sys.argv[1], int(sys.argv[2])
+try:
+    request = urllib.request.Request(url, headers={"User-Agent": "agentcell-fetch/1"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        raw, ctype = r.read(limit), r.headers.get_content_type()
+        charset, status, final = r.headers.get_content_charset() or "utf-8", r.status, r.geturl()
+    body = raw.decode(charset, "replace")
+    title = ""
+    if "html" in ctype:
+        parser = Text()
+        parser.feed(body)
+        title, body = " ".join(parser.title.split()), parser.text()
+    answer(ok=True, status=status, url=final, type=ctype, title=title, text=body)
+except urllib.error.HTTPError as e:
+    answer(ok=False, error=f"HTTP {e.code} {e.reason}")
+except (urllib.error.URLError, OSError) as e:
+    answer(ok=False, network=True, error=f"{type(getattr(e, 'reason', e)).__name__}: "
+           f"{getattr(e, 'reason', e)}")
+except Exception as e:
+    answer(ok=False, error=f"{type(e).__name__}: {e}")
+"""
+
+# Defined in the browser context on every call (cheap); the browser and page live in its globals.
+BROWSER_SETUP = r"""
+import importlib.util as _ac_util, json as _ac_json, os as _ac_os
+
+def _ac_page():
+    g = globals()
+    page = g.get("_ac_page_obj")
+    if page is not None and not page.is_closed():
+        return page
+    browser = g.get("_ac_browser")
+    if browser is None or not browser.is_connected():
+        from playwright.sync_api import sync_playwright
+        g["_ac_pw"] = g.get("_ac_pw") or sync_playwright().start()
+        browser = g["_ac_browser"] = g["_ac_pw"].chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+    page = g["_ac_page_obj"] = browser.new_page()
+    return page
+
+def _ac_where(page, **more):
+    return {"url": page.url, "title": page.title(), **more}
+
+def _ac_open(url):
+    page = _ac_page()
+    response = page.goto(url, wait_until="load", timeout=30000)
+    return _ac_where(page, status=response.status if response else None)
+
+def _ac_read_text():
+    page = _ac_page()
+    return _ac_where(page, text=page.inner_text("body"))
+
+def _ac_click(selector):
+    page = _ac_page()
+    page.click(selector, timeout=10000)
+    page.wait_for_load_state("load", timeout=10000)
+    return _ac_where(page)
+
+def _ac_type(selector, text):
+    page = _ac_page()
+    page.fill(selector, text, timeout=10000)
+    return _ac_where(page)
+
+def _ac_screenshot(path):
+    page = _ac_page()
+    folder = _ac_os.path.dirname(path)
+    if folder:
+        _ac_os.makedirs(folder, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    return _ac_where(page, path=path, bytes=_ac_os.path.getsize(path))
+
+def _ac_call(name, *args):
+    if not (_ac_os.path.exists("/usr/bin/chromium") and _ac_util.find_spec("playwright")):
+        result = {"ok": False, "missing": True}
+    else:
+        try:
+            result = {"ok": True, **globals()["_ac_" + name](*args)}
+        except Exception as exc:
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print("\x1eagentcell:" + _ac_json.dumps(result))
+"""
+
+
+def no_network(url: str) -> str:
+    return (
+        f"cannot fetch {url}: this cell has no network access (AGENTCELL_NETWORK=none). Tell "
+        "the user. The operator can give cells a network by setting AGENTCELL_NETWORK (e.g. "
+        "bridge); that is unsafe for untrusted users until agentcell has an egress policy. "
+        "Pages served inside the cell itself (127.0.0.1) still work."
+    )
+
+
+NO_CHROMIUM = (
+    "headless Chromium is not available in this cell: its image has no Chromium/Playwright "
+    "(the `minimal` profile). The operator can switch to the `full` image "
+    "(agentcell image build --profile full, then AGENTCELL_IMAGE_PROFILE=full). "
+    "Use fetch to read pages as text meanwhile."
+)
+
+
+def answer_of(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.split("\n")):  # not splitlines: it splits at \x1e too
+        if line.startswith(MARK):
+            data = json.loads(line[len(MARK) :])
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelRetry(f"{url!r} is not an http(s) URL")
+    return parts.hostname
+
+
+async def fetch(ctx: RunContext[AgentDeps], url: str) -> str:
+    """Fetch a web page (or any http/https URL) and return its readable text and title.
+
+    Args:
+        url: the full URL, starting with http:// or https://.
+    """
+    deps = ctx.deps
+    host = _check_url(url)
+    if deps.settings.network == "none" and host not in LOOPBACK:
+        raise ToolFailed(no_network(url))
+    command = (
+        f"python3 - {shlex.quote(url)} {PAGE_BYTES} <<'AGENTCELL_FETCH'\n"
+        f"{FETCH_SCRIPT}\nAGENTCELL_FETCH\n"
+    )
+    with fixable():
+        result = await deps.cell.exec(command, "shell", output_limit=OUTPUT_BYTES * 8, env={})
+    data = answer_of(result.stdout)
+    if data is None:
+        detail = trim(result.stderr or result.stdout, 2000) or describe(result, 2000)
+        raise ToolFailed(f"fetching {url} failed: {detail}")
+    if not data["ok"]:
+        if data.get("network") and deps.settings.network == "none":
+            raise ToolFailed(no_network(url))
+        raise ToolFailed(f"fetching {url} failed: {data['error']}")
+    head = f"{data['url']} (HTTP {data['status']}, {data['type']})"
+    if data["title"]:
+        head += f"\ntitle: {data['title']}"
+    return head + "\n\n" + trim(data["text"], deps.output_chars)
+
+
+async def _browse(ctx: RunContext[AgentDeps], op: str, *args: str) -> dict[str, Any]:
+    deps = ctx.deps
+    code = f"{BROWSER_SETUP}\n_ac_call({op!r}, {', '.join(repr(a) for a in args)})\n"
+    with fixable():
+        result = await deps.cell.exec(
+            code, "python", context=deps.browser_context, output_limit=OUTPUT_BYTES * 8, env={}
+        )
+    data = answer_of(result.stdout)
+    if data is None:
+        detail = trim(result.stderr or result.stdout, 2000) or f"exit code {result.exit_code}"
+        if result.timed_out:
+            detail = "the browser did not answer in time and was stopped"
+        raise ModelRetry(f"the browser failed: {detail}")
+    if data.get("missing"):
+        raise ToolFailed(NO_CHROMIUM)
+    if not data["ok"]:
+        raise ModelRetry(f"{op} failed: {data['error']}")
+    return data
+
+
+def _where(data: dict[str, Any]) -> str:
+    return f"page: {data['url']} (title: {data['title']!r})"
+
+
+async def open_page(ctx: RunContext[AgentDeps], url: str) -> str:
+    """Open a URL in the headless browser (one page, kept between calls).
+
+    Args:
+        url: the full URL, starting with http:// or https://.
+    """
+    host = _check_url(url)
+    if ctx.deps.settings.network == "none" and host not in LOOPBACK:
+        raise ToolFailed(no_network(url))
+    data = await _browse(ctx, "open", url)
+    return f"opened {_where(data)}, HTTP {data['status']}"
+
+
+async def read_text(ctx: RunContext[AgentDeps]) -> str:
+    """The visible text of the page open in the browser."""
+    data = await _browse(ctx, "read_text")
+    return _where(data) + "\n\n" + trim(data["text"], ctx.deps.output_chars)
+
+
+async def click(ctx: RunContext[AgentDeps], selector: str) -> str:
+    """Click an element of the open page.
+
+    Args:
+        selector: a Playwright selector, e.g. "#submit", "text=Next" or "button:has-text('Go')".
+    """
+    data = await _browse(ctx, "click", selector)
+    return f"clicked {selector}; {_where(data)}"
+
+
+async def type_text(ctx: RunContext[AgentDeps], selector: str, text: str) -> str:
+    """Fill an input field of the open page with text (replacing what it held).
+
+    Args:
+        selector: a Playwright selector of the input, e.g. "#q" or "input[name=email]".
+        text: the text to put in.
+    """
+    data = await _browse(ctx, "type", selector, text)
+    return f"typed into {selector}; {_where(data)}"
+
+
+async def screenshot(ctx: RunContext[AgentDeps], path: str = "screenshot.png") -> str:
+    """Save a PNG screenshot of the open page into the workspace.
+
+    Args:
+        path: where to save it, relative to /workspace.
+    """
+    clean = PurePosixPath(path)
+    if clean.is_absolute() or ".." in clean.parts or not clean.name:
+        raise ModelRetry("path must be a file path relative to /workspace, without '..'")
+    data = await _browse(ctx, "screenshot", str(clean))
+    return f"saved a screenshot of {data['url']} to {data['path']} ({data['bytes']} bytes)"
+
+
+BROWSER_TOOLS = (fetch, open_page, read_text, click, type_text, screenshot)
