@@ -102,7 +102,8 @@ async def destroy(m: CellManager) -> None:
 async def new_user_rows(root: Path, n: int) -> list[Row]:
     rows = []
     for pool in (1, 0):
-        async with CellManager(settings(root / f"pool{pool}", pool)) as m:
+        m = CellManager(settings(root / f"pool{pool}", pool))
+        async with m:
             samples = []
             for i in range(n):
                 await wait_pool(m, pool)
@@ -110,7 +111,7 @@ async def new_user_rows(root: Path, n: int) -> list[Row]:
                 cell = await m.ensure(f"new{i}")
                 await cell.exec("print(1)")
                 samples.append(ms_since(t0))
-            await destroy(m)
+        await destroy(m)  # after close: the pool no longer refills
         label = "with pool" if pool else "no pool"
         target = "p50 ≤ 50" if pool else "p50 ≤ 300"
         rows.append(Row(f"new user → first result ({label})", samples, target, "docker run"))
