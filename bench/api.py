@@ -193,10 +193,18 @@ def main(quick: bool) -> None:
     for name, samples, target, note in (
         ("baseline: docker exec … print(1)", base, "", ""),
         ("warm exec through HTTP", http, "p50 ≤ 5, p99 ≤ 20", "best peer here 18.5"),
-        (f"{users} users × 20 execs at once, HTTP", crowd_ms, "0 errors, p99 ≤ 100",
-         f"{len(errors)} errors"),
-        ("10 MB stdout over SSE", [stream_ms], "memory flat",
-         f"server RSS {rss_before:.0f} → peak {rss_peak:.0f} MiB"),
+        (
+            f"{users} users × 20 execs at once, HTTP",
+            crowd_ms,
+            "0 errors, p99 ≤ 100",
+            f"{len(errors)} errors",
+        ),
+        (
+            "10 MB stdout over SSE",
+            [stream_ms],
+            "memory flat",
+            f"server RSS {rss_before:.0f} → peak {rss_peak:.0f} MiB",
+        ),
     ):
         table.add_row(
             name,

@@ -17,6 +17,8 @@ from pathlib import Path
 import docker
 import pytest
 import uvicorn
+from fastapi import FastAPI
+from pydantic_ai import models
 
 from agentcell.api.app import create_app
 from agentcell.api.auth import ensure_admin_token
@@ -26,6 +28,7 @@ from agentcell.sandbox.docker.backend import LABEL_INSTANCE
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.workspaces import Workspaces
+from tests.scripted import Scripted, echo
 
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "agentcell.test"
@@ -124,6 +127,7 @@ class Live:
     url: str
     admin_token: str
     settings: Settings
+    app: FastAPI | None = None  # served in this process: tests may reach app.state
 
     def admin(self) -> Client:
         return Client(self.url, api_key="", admin_token=self.admin_token)
@@ -139,28 +143,73 @@ def sweep_server(docker_client: docker.DockerClient, settings: Settings) -> None
         workspaces.delete(ws_id)
 
 
+AppHook = Callable[[FastAPI], None]
+ServerFactory = Callable[..., "contextlib.AbstractContextManager[Live]"]
+
+
 @pytest.fixture
-def server(make_settings: SettingsFactory, docker_client: docker.DockerClient) -> Iterator[Live]:
-    settings = make_settings(max_upload_bytes=2 * 2**20)
-    token, _ = ensure_admin_token(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while not uv.started:
-            if not thread.is_alive():
-                pytest.fail("the server exited while starting; see the log above")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start within {START_TIMEOUT_S} s")
-            time.sleep(0.02)
-        yield Live(f"http://127.0.0.1:{port}", token, settings)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
+def make_server(
+    make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> Iterator[ServerFactory]:
+    """Start live servers: ``with make_server(settings=None, customize=None) as live``.
+
+    ``customize(app)`` runs on the app before it serves (e.g. to set
+    ``app.state.model_factory``). A server stops when its block ends; starting another on the
+    same settings reuses the data dir, as a restart does. Cells and workspaces are swept at the
+    end of the test.
+    """
+    started: dict[str, Settings] = {}
+
+    @contextlib.contextmanager
+    def start(settings: Settings | None = None, customize: AppHook | None = None) -> Iterator[Live]:
+        settings = settings or make_settings(max_upload_bytes=2 * 2**20)
+        started[settings.instance] = settings
+        token, _ = ensure_admin_token(settings)
+        app = create_app(settings)
+        if customize is not None:
+            customize(app)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        uv = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+        thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while not uv.started:
+                if not thread.is_alive():
+                    pytest.fail("the server exited while starting; see the log above")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the server did not start within {START_TIMEOUT_S} s")
+                time.sleep(0.02)
+            yield Live(f"http://127.0.0.1:{port}", token, settings, app)
+        finally:
+            uv.should_exit = True
+            thread.join(timeout=60)
+            sock.close()
+
+    yield start
+    for settings in started.values():
         sweep_server(docker_client, settings)
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> Iterator[Live]:
+    with make_server() as live:
+        yield live
+
+
+@pytest.fixture
+def scripted() -> Scripted:
+    """The scripted model of ``chat_server``: it echoes, until a test gives it a script."""
+    return Scripted(echo)
+
+
+@pytest.fixture
+def chat_server(make_server: ServerFactory, scripted: Scripted) -> Iterator[Live]:
+    """A live server whose chat turns use ``scripted``; real model requests are refused."""
+    with (
+        models.override_allow_model_requests(False),
+        make_server(customize=scripted.install) as live,
+    ):
+        yield live

@@ -60,6 +60,53 @@ def test_bad_paths_are_refused_and_touch_nothing(user: httpx.Client, path: str) 
     assert user.get("/v1/files", params={"path": "."}).json()["entries"] == []
 
 
+@pytest.mark.parametrize("path", ["n" * 256, "é" * 128, "dir/" + "x" * 300 + "/f"])
+def test_names_longer_than_the_file_system_allows_are_bad_paths(
+    user: httpx.Client, path: str
+) -> None:
+    # Found by tests/api/test_fuzz.py: these were a 502 executor_error (ENAMETOOLONG).
+    assert_error(
+        user.put("/v1/files/raw", params={"path": path}, content=b"x"), 400, "invalid_path"
+    )
+    for route in ("/v1/files", "/v1/files/raw", "/v1/files/zip"):
+        assert_error(user.get(route, params={"path": path}), 400, "invalid_path")
+    assert_error(user.delete("/v1/files", params={"path": path}), 400, "invalid_path")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PATCH", "/v1/users", "GET, POST"),
+        ("OPTIONS", "/v1/files", "GET, DELETE"),
+        ("POST", "/v1/files/raw", "GET, PUT"),
+        ("GET", "/v1/cell/exec", "POST"),
+        ("PUT", "/healthz", "GET"),
+    ],
+)
+def test_a_wrong_method_names_every_method_of_the_path(
+    user: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    # Found by tests/api/test_fuzz.py: the Allow header was dropped, then named one route's only.
+    response = user.request(method, path)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
+
+
+def test_the_schema_documents_the_error_shape_and_the_upload_body(server: Live) -> None:
+    # Found by tests/api/test_fuzz.py: errors were undocumented (or FastAPI's 422 shape), and
+    # the upload had no request body.
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status in ("4XX", "5XX"):
+                documented = operation["responses"][status]["content"]["application/json"]
+                assert documented["schema"] == error, f"{method.upper()} {path} {status}"
+    upload = spec["paths"]["/v1/files/raw"]["put"]["requestBody"]["content"]
+    assert list(upload) == ["application/octet-stream"]
+
+
 def test_links_leading_outside_the_workspace_are_refused(user: httpx.Client) -> None:
     user.post(
         "/v1/cell/exec",

@@ -20,7 +20,9 @@ CALLERS = ("owner", "other", "anonymous", "wrong_key", "admin")
 @dataclass(frozen=True)
 class Row:
     method: str
-    path: str  # may hold {victim} (the owner's user id) and {spare} (a user the admin may delete)
+    # may hold {victim} (the owner's user id), {spare} (a user the admin may delete) and
+    # {session} (a chat session of the owner's)
+    path: str
     expect: tuple[int, int, int, int, int]  # owner, other, anonymous, wrong key, admin
     params: tuple[tuple[str, str], ...] = ()
     json: object = None
@@ -41,6 +43,13 @@ MATRIX: tuple[Row, ...] = (
     Row("PUT", "/v1/files/raw", (201, 201, A, A, U), params=(("path", "new.txt"),), content=b"x"),
     Row("DELETE", "/v1/files", (204, 404, A, A, U), params=(("path", "doomed.txt"),)),
     Row("GET", "/v1/audit", (200, 200, A, A, 200)),
+    # The owner's session: another user gets 404, as for a session that does not exist.
+    Row("POST", "/v1/sessions", (201, 201, A, A, U), json={"title": "mine"}),
+    Row("GET", "/v1/sessions", (200, 200, A, A, U)),
+    Row("GET", "/v1/sessions/{session}", (200, 404, A, A, U)),
+    Row("GET", "/v1/sessions/{session}/messages", (200, 404, A, A, U)),
+    Row("POST", "/v1/sessions/{session}/messages", (200, 404, A, A, U), json={"content": "hi"}),
+    Row("DELETE", "/v1/sessions/{session}", (204, 404, A, A, U)),
     Row("POST", "/v1/cell/restart", (200, 200, A, A, U)),
     Row("DELETE", "/v1/cell", (204, 204, A, A, U)),
     Row("GET", "/v1/users", (U, U, A, A, 200)),
@@ -59,9 +68,10 @@ class World:
     headers: dict[str, dict[str, str]]
     victim: str  # the owner's user id
     spare: str
+    session: str  # a chat session of the owner's
 
     def call(self, row: Row, caller: str) -> httpx.Response:
-        path = row.path.format(victim=self.victim, spare=self.spare)
+        path = row.path.format(victim=self.victim, spare=self.spare, session=self.session)
         return self.http.request(
             row.method,
             path,
@@ -77,7 +87,8 @@ def _key_headers(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def world(server: Live) -> Iterator[World]:
+def world(chat_server: Live) -> Iterator[World]:
+    server = chat_server  # chat turns answer with a scripted model
     admin = _key_headers(server.admin_token)
     with httpx.Client(base_url=server.url, timeout=60) as http:
         users = {
@@ -91,6 +102,7 @@ def world(server: Live) -> Iterator[World]:
             ("private/a.txt", b"a"),
         ):
             http.put("/v1/files/raw", params={"path": path}, content=body, headers=owner)
+        session = http.post("/v1/sessions", json={"title": "owner's"}, headers=owner).json()
         yield World(
             http=http,
             headers={
@@ -102,6 +114,7 @@ def world(server: Live) -> Iterator[World]:
             },
             victim="u_doesnotexist",
             spare=users["spare"]["id"],
+            session=session["id"],
         )
 
 
@@ -109,10 +122,13 @@ def test_the_matrix_covers_every_route(server: Live) -> None:
     with httpx.Client(base_url=server.url) as http:
         spec = http.get("/openapi.json").json()
     served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    covered = {
-        (r.method, r.path.replace("{spare}", "{user_id}").replace("{victim}", "{user_id}"))
-        for r in MATRIX
-    }
+    placeholders = {"{spare}": "{user_id}", "{victim}": "{user_id}", "{session}": "{session_id}"}
+    covered = set()
+    for row in MATRIX:
+        path = row.path
+        for ours, served_as in placeholders.items():
+            path = path.replace(ours, served_as)
+        covered.add((row.method, path))
     assert served - covered == set(), "add rows to MATRIX for these endpoints"
 
 

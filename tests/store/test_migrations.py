@@ -26,7 +26,8 @@ from agentcell.store.db import (
 )
 from agentcell.store.models import Base
 
-TABLES = {"users", "audit"}
+TABLES = {"users", "audit", "sessions", "messages"}
+HEAD = "0002"
 
 
 def tables(engine: Engine) -> set[str]:
@@ -41,9 +42,13 @@ def revision(engine: Engine) -> str | None:
 def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
     upgrade(db_url)
     assert tables(raw) >= TABLES
-    assert revision(raw) == "0001"
+    assert revision(raw) == HEAD
     upgrade(db_url)  # at head already: nothing to do
+    assert revision(raw) == HEAD
+
+    downgrade(db_url, "0001")  # one step down: the chat tables go, users and audit stay
     assert revision(raw) == "0001"
+    assert tables(raw) & TABLES == {"users", "audit"}
 
     downgrade(db_url, "base")
     assert not tables(raw) & TABLES
@@ -51,10 +56,40 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
 
     upgrade(db_url)
     assert tables(raw) >= TABLES
-    assert revision(raw) == "0001"
+    assert revision(raw) == HEAD
     indexes = {ix["name"]: ix["column_names"] for ix in inspect(raw).get_indexes("audit")}
     assert indexes["ix_audit_user_id_id"] == ["user_id", "id"]
     assert not inspect(raw).get_foreign_keys("audit")
+    for table, column, parent in (
+        ("sessions", "user_id", "users"),
+        ("messages", "session_id", "sessions"),
+    ):
+        [fk] = inspect(raw).get_foreign_keys(table)
+        assert (fk["constrained_columns"], fk["referred_table"]) == ([column], parent)
+        assert fk["options"].get("ondelete", "").upper() == "CASCADE"
+        indexes = {ix["name"]: ix["column_names"] for ix in inspect(raw).get_indexes(table)}
+        assert indexes[f"ix_{table}_{column}"] == [column]
+
+
+def test_upgrade_keeps_users_made_before_sessions(db_url: str, raw: Engine) -> None:
+    """A database at 0001 with users in it moves to head; the users can then have sessions."""
+    upgrade(db_url, "0001")
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, name, key_hash, key_prefix, created_at) "
+                "VALUES ('u_old', 'old', 'h', 'ac_x', '2025-01-01T00:00:00+00:00')"
+            )
+        )
+    upgrade(db_url)
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sessions (id, user_id, title, created_at, updated_at) VALUES "
+                "('s_1', 'u_old', 't', '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')"
+            )
+        )
+        assert conn.execute(text("SELECT count(*) FROM sessions")).scalar_one() == 1
 
 
 def test_models_match_the_migrated_schema(db_url: str, raw: Engine) -> None:
@@ -174,7 +209,7 @@ def test_concurrent_processes_migrate_once(db_url: str) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     engine = sync_engine(db_url)
     try:
-        assert revision(engine) == "0001"
+        assert revision(engine) == HEAD
     finally:
         engine.dispose()
 

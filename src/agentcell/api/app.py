@@ -13,7 +13,7 @@ from agentcell import __version__
 from agentcell.api import errors
 from agentcell.api.auth import KeyCache, ensure_admin_token
 from agentcell.api.metrics import Metrics, MetricsMiddleware
-from agentcell.api.routes import audit, cell, files, ops, users
+from agentcell.api.routes import audit, cell, files, ops, sessions, users
 from agentcell.config import Settings
 from agentcell.sandbox.manager import CellManager
 from agentcell.store import Store
@@ -88,12 +88,13 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="A private, persistent, hardened sandbox per user, driven by an agent.",
         lifespan=lifespan,
+        responses=errors.RESPONSES,
     )
     app.state.settings = settings
     app.state.keys = KeyCache()
     app.state.metrics = Metrics(lambda: _cell_states(app.state.cells))
     errors.install(app)
-    for module in (users, cell, files, audit, ops):
+    for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from agentcell.api.schemas import ErrorResponse
 from agentcell.errors import AgentcellError
 
 log = logging.getLogger(__name__)
@@ -22,12 +26,23 @@ _HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
 }
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+# What the OpenAPI schema says every operation may answer (in place of FastAPI's own 422 shape).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "Refused; `error.code` says why"},
+    "5XX": {"model": ErrorResponse, "description": "The server or the cell failed"},
+}
 
 
-def error_response(status: int, code: str, message: str, hint: str = "") -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, hint: str = "", headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "hint": hint}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    sent = dict(headers or {})
+    if status == 401:
+        sent.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, headers=sent)
 
 
 async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
@@ -37,10 +52,26 @@ async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.hint)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """The methods some route serves at this path (Starlette's ``Allow`` names one route's)."""
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        scope.pop("route", None)
+        scope.pop("fastapi", None)  # FastAPI keeps the matched route here
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return ", ".join(m for m in _METHODS if served(m))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the resource supports
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

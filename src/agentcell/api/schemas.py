@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -145,3 +145,98 @@ class Health(BaseModel):
     docker: bool
     database: bool
     version: str
+
+
+# --- chat sessions -----------------------------------------------------------------------------
+
+TITLE_MAX = 200
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(
+        "", max_length=TITLE_MAX, description="empty = named after the first message"
+    )
+
+
+class SessionPublic(BaseModel):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessagePublic(BaseModel):
+    id: int
+    role: Literal["user", "assistant"]
+    content: str = Field(description="the user's prompt, or the assistant's final answer")
+    events: list[dict[str, Any]] = Field(
+        description="what the turn showed as it ran: {event, ...} as in the SSE stream "
+        "(text pieces joined), without done; empty for the user's messages"
+    )
+    created_at: datetime
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, description="the user's message")
+
+
+class ChatUsage(BaseModel):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+
+
+class ChatReply(BaseModel):
+    """A finished turn (the JSON answer, without ``Accept: text/event-stream``)."""
+
+    content: str
+    events: list[dict[str, Any]]
+    usage: ChatUsage
+
+
+# The data of each SSE event of a chat stream, by event name. ``error`` carries ErrorBody.
+
+
+class ChatText(BaseModel):
+    """``event: text``: a piece of an agent's answer, as the model writes it."""
+
+    agent: str
+    text: str
+
+
+class ChatToolCall(BaseModel):
+    """``event: tool_call``."""
+
+    agent: str
+    tool: str
+    call_id: str
+    args: dict[str, Any]
+
+
+class ChatToolResult(BaseModel):
+    """``event: tool_result`` (``content`` trimmed for display)."""
+
+    agent: str
+    tool: str
+    call_id: str
+    content: str
+    ok: bool = True
+
+
+class ChatAgent(BaseModel):
+    """``event: agent``: the coordinator handed a task to a sub-agent, or got its answer."""
+
+    agent: str
+    action: Literal["start", "end"]
+    task: str = ""
+    ok: bool = True  # on "end": False when the sub-agent failed or was stopped
+
+
+class ChatDone(BaseModel):
+    """``event: done``, the last event of a turn that finished (kept by then)."""
+
+    output: str
+    usage: ChatUsage

@@ -4,8 +4,8 @@ One argparse tree; each command group is a module that adds its parsers in an ``
 function and sets a handler ``(args, settings) -> exit code``. Expected errors
 (``AgentcellError``) print their message and hint on stderr and exit 1; progress goes to
 stderr, results to stdout. ``serve`` runs the server; the commands that talk to one (users,
-exec, files, cell, audit) are thin over ``agentcell.client.Client`` and reach it over HTTP only
-(``AGENTCELL_URL``); ``image`` works on the local Docker engine.
+exec, chat, sessions, files, cell, audit) are thin over ``agentcell.client.Client`` and reach
+it over HTTP only (``AGENTCELL_URL``); ``image`` works on the local Docker engine.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from agentcell.cli._common import Handler
 from agentcell.cli._output import error, progress_view
 from agentcell.cli.audit import add_audit
 from agentcell.cli.cell import add_cell
+from agentcell.cli.chat import add_chat
 from agentcell.cli.exec import add_exec
 from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(groups)
     add_users(groups)
     add_exec(groups)
+    add_chat(groups)
     add_files(groups)
     add_cell(groups)
     add_audit(groups)

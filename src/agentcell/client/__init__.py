@@ -4,6 +4,11 @@
         print(c.exec("print(6*7)").stdout)
         for event in c.exec_stream("for i in range(3): print(i)"):
             print(event)                 # StdoutEvent / StderrEvent ..., then ExitEvent
+        session = c.sessions_create()
+        print(c.chat(session.id, "plot sin(x) into plot.png").content)
+        for event in c.chat_stream(session.id, "now cos(x)"):
+            print(event)                 # ChatAgent / ChatToolCall / ChatToolResult /
+                                         # ChatText ..., then ChatDone
 
 Both clients send the same calls (``_http.Api``, each request built once) and differ only in
 how they send them (``sync``, ``aio``). An error answer raises the ``AgentcellError`` subclass
@@ -12,12 +17,23 @@ that does not answer raises ``ServerUnreachable``. Uploads and downloads are str
 chunks, never held whole.
 """
 
-from agentcell.api.schemas import ExitEvent
+from agentcell.api.schemas import (
+    ChatAgent,
+    ChatDone,
+    ChatReply,
+    ChatText,
+    ChatToolCall,
+    ChatToolResult,
+    ExitEvent,
+    MessagePublic,
+    SessionPublic,
+)
 from agentcell.client._http import error_classes as error_classes
 from agentcell.client._http import error_from as error_from
-from agentcell.client._sse import ExecEvent, StderrEvent, StdoutEvent
+from agentcell.client._sse import ChatEvent, ExecEvent, StderrEvent, StdoutEvent
 from agentcell.client._sse import ServerSentEvent as ServerSentEvent
 from agentcell.client._sse import SSEParser as SSEParser
+from agentcell.client._sse import chat_event as chat_event
 from agentcell.client._sse import exec_event as exec_event
 from agentcell.client.aio import AsyncClient
 from agentcell.client.sync import Client
@@ -25,10 +41,19 @@ from agentcell.errors import ServerUnreachable
 
 __all__ = [
     "AsyncClient",
+    "ChatAgent",
+    "ChatDone",
+    "ChatEvent",
+    "ChatReply",
+    "ChatText",
+    "ChatToolCall",
+    "ChatToolResult",
     "Client",
     "ExecEvent",
     "ExitEvent",
+    "MessagePublic",
     "ServerUnreachable",
+    "SessionPublic",
     "StderrEvent",
     "StdoutEvent",
 ]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -19,12 +20,15 @@ from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
     CellPublic,
+    ChatReply,
     ExecResponse,
     FileList,
     FileWritten,
     Health,
     Me,
+    MessagePublic,
     ReapResult,
+    SessionPublic,
     UserCreated,
     UserPublic,
 )
@@ -150,6 +154,8 @@ def _text(response: httpx.Response) -> str:
 
 _USERS = TypeAdapter(list[UserPublic])
 _CELLS = TypeAdapter(list[AdminCell])
+_SESSIONS = TypeAdapter(list[SessionPublic])
+_MESSAGES = TypeAdapter(list[MessagePublic])
 
 
 def _users(response: httpx.Response) -> list[UserPublic]:
@@ -158,6 +164,18 @@ def _users(response: httpx.Response) -> list[UserPublic]:
 
 def _admin_cells(response: httpx.Response) -> list[AdminCell]:
     return _CELLS.validate_json(response.content)
+
+
+def _sessions(response: httpx.Response) -> list[SessionPublic]:
+    return _SESSIONS.validate_json(response.content)
+
+
+def _messages(response: httpx.Response) -> list[MessagePublic]:
+    return _MESSAGES.validate_json(response.content)
+
+
+def _session_path(session_id: str, rest: str = "") -> str:
+    return f"/v1/sessions/{quote(session_id, safe='')}{rest}"
 
 
 class Api:
@@ -216,6 +234,31 @@ class Api:
     def files_rm(path: str | Path, recursive: bool) -> Call[None]:
         params = {"path": str(path), "recursive": recursive}
         return Call("DELETE", "/v1/files", _nothing, params=params)
+
+    sessions_list = Call("GET", "/v1/sessions", _sessions)
+
+    @staticmethod
+    def sessions_create(title: str) -> Call[SessionPublic]:
+        return Call("POST", "/v1/sessions", _model(SessionPublic), json={"title": title})
+
+    @staticmethod
+    def sessions_get(session_id: str) -> Call[SessionPublic]:
+        return Call("GET", _session_path(session_id), _model(SessionPublic))
+
+    @staticmethod
+    def sessions_rm(session_id: str) -> Call[None]:
+        return Call("DELETE", _session_path(session_id), _nothing)
+
+    @staticmethod
+    def sessions_messages(session_id: str) -> Call[list[MessagePublic]]:
+        return Call("GET", _session_path(session_id, "/messages"), _messages)
+
+    @staticmethod
+    def chat(session_id: str, content: str, *, stream: bool = False) -> Call[ChatReply]:
+        headers = {"Accept": SSE} if stream else {}
+        path = _session_path(session_id, "/messages")
+        body = {"content": content}
+        return Call("POST", path, _model(ChatReply), json=body, headers=headers, long=True)
 
     @staticmethod
     def audit(limit: int, before: int | None) -> Call[AuditPage]:

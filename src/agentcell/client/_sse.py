@@ -1,4 +1,4 @@
-"""Server-sent events (the text/event-stream format) and the exec stream's events."""
+"""Server-sent events (the text/event-stream format), and the events of exec and chat streams."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import json
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from agentcell.api.schemas import ExitEvent
+from agentcell.api.schemas import (
+    ChatAgent,
+    ChatDone,
+    ChatText,
+    ChatToolCall,
+    ChatToolResult,
+    ExitEvent,
+)
 from agentcell.client._http import error_from
 from agentcell.errors import AgentcellError
 
@@ -94,3 +101,45 @@ class ExecEvents:
                 hint="the server or the connection went away; see the audit log, then retry",
             )
         return self._exit
+
+
+ChatEvent: TypeAlias = ChatText | ChatToolCall | ChatToolResult | ChatAgent | ChatDone
+
+_CHAT_EVENTS: dict[str, type[ChatEvent]] = {
+    "text": ChatText,
+    "tool_call": ChatToolCall,
+    "tool_result": ChatToolResult,
+    "agent": ChatAgent,
+    "done": ChatDone,
+}
+
+
+def chat_event(sse: ServerSentEvent) -> ChatEvent | None:
+    """The event a chat stream's SSE event stands for; ``error`` raises; unknown ones: None."""
+    if sse.event == "error":
+        raise error_from(json.loads(sse.data))
+    model = _CHAT_EVENTS.get(sse.event)
+    return model.model_validate_json(sse.data) if model else None
+
+
+class ChatEvents:
+    """A chat stream's lines in, typed events out; it must end with ``done``."""
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self.done: ChatDone | None = None
+
+    def feed(self, line: str) -> ChatEvent | None:
+        sse = self._parser.feed(line)
+        event = chat_event(sse) if sse and self.done is None else None
+        if isinstance(event, ChatDone):
+            self.done = event
+        return event
+
+    def check_done(self) -> None:
+        if self.done is None:
+            raise AgentcellError(
+                "the chat stream ended before its done event",
+                hint="the server or the connection went away; the turn was not kept, send the "
+                "message again",
+            )

@@ -14,12 +14,15 @@ from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
     CellPublic,
+    ChatReply,
     ExecResponse,
     FileList,
     FileWritten,
     Health,
     Me,
+    MessagePublic,
     ReapResult,
+    SessionPublic,
     UserCreated,
     UserPublic,
 )
@@ -37,7 +40,7 @@ from agentcell.client._http import (
     transport_errors,
     upload,
 )
-from agentcell.client._sse import ExecEvent, ExecEvents
+from agentcell.client._sse import ChatEvent, ChatEvents, ExecEvent, ExecEvents
 
 
 class AsyncClient(BaseClient[httpx.AsyncClient]):
@@ -143,6 +146,33 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
 
     async def files_zip(self, path: str | Path, dest: Dest) -> int:
         return await self._save(Api.files_zip(path), dest)
+
+    async def sessions_create(self, title: str = "") -> SessionPublic:
+        return await self._send(Api.sessions_create(title))
+
+    async def sessions_list(self) -> list[SessionPublic]:
+        return await self._send(Api.sessions_list)
+
+    async def sessions_get(self, session_id: str) -> SessionPublic:
+        return await self._send(Api.sessions_get(session_id))
+
+    async def sessions_rm(self, session_id: str) -> None:
+        await self._send(Api.sessions_rm(session_id))
+
+    async def sessions_messages(self, session_id: str) -> list[MessagePublic]:
+        return await self._send(Api.sessions_messages(session_id))
+
+    async def chat(self, session_id: str, content: str) -> ChatReply:
+        return await self._send(Api.chat(session_id, content))
+
+    async def chat_stream(self, session_id: str, content: str) -> AsyncIterator[ChatEvent]:
+        """See Client.chat_stream."""
+        events = ChatEvents()
+        async with self._stream(Api.chat(session_id, content, stream=True)) as r:
+            async for line in r.aiter_lines():
+                if event := events.feed(line):
+                    yield event
+        events.check_done()
 
     async def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
         return await self._send(Api.audit(limit, before))

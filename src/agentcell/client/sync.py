@@ -13,12 +13,15 @@ from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
     CellPublic,
+    ChatReply,
     ExecResponse,
     FileList,
     FileWritten,
     Health,
     Me,
+    MessagePublic,
     ReapResult,
+    SessionPublic,
     UserCreated,
     UserPublic,
 )
@@ -36,7 +39,7 @@ from agentcell.client._http import (
     transport_errors,
     upload,
 )
-from agentcell.client._sse import ExecEvent, ExecEvents
+from agentcell.client._sse import ChatEvent, ChatEvents, ExecEvent, ExecEvents
 
 
 class Client(BaseClient[httpx.Client]):
@@ -142,6 +145,40 @@ class Client(BaseClient[httpx.Client]):
     def files_zip(self, path: str | Path, dest: Dest) -> int:
         """Stream a ZIP of ``path`` (a folder of the workspace) to ``dest``; see files_download."""
         return self._save(Api.files_zip(path), dest)
+
+    def sessions_create(self, title: str = "") -> SessionPublic:
+        """A new chat session; without a title, its first message names it."""
+        return self._send(Api.sessions_create(title))
+
+    def sessions_list(self) -> list[SessionPublic]:
+        """Your sessions, most recently used first."""
+        return self._send(Api.sessions_list)
+
+    def sessions_get(self, session_id: str) -> SessionPublic:
+        return self._send(Api.sessions_get(session_id))
+
+    def sessions_rm(self, session_id: str) -> None:
+        """Delete the session and its messages (a turn running in it is stopped)."""
+        self._send(Api.sessions_rm(session_id))
+
+    def sessions_messages(self, session_id: str) -> list[MessagePublic]:
+        """The session's messages, oldest first, each answer with the events of its turn."""
+        return self._send(Api.sessions_messages(session_id))
+
+    def chat(self, session_id: str, content: str) -> ChatReply:
+        """Send a message and wait for the agent's final reply (kept in the session by then)."""
+        return self._send(Api.chat(session_id, content))
+
+    def chat_stream(self, session_id: str, content: str) -> Iterator[ChatEvent]:
+        """The turn's events as the agent works (ChatAgent, ChatToolCall, ChatToolResult,
+        ChatText pieces), then one ChatDone; an ``error`` event raises. Leaving the loop early
+        closes the stream, which stops the turn; nothing of it is kept then."""
+        events = ChatEvents()
+        with self._stream(Api.chat(session_id, content, stream=True)) as r:
+            for line in r.iter_lines():
+                if event := events.feed(line):
+                    yield event
+        events.check_done()
 
     def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
         return self._send(Api.audit(limit, before))

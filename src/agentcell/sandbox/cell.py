@@ -9,10 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentcell.errors import AgentcellError, CellOutOfMemory, ExecutorUnreachable, InvalidRequest
+from agentcell.errors import (
+    AgentcellError,
+    CellDied,
+    CellOutOfMemory,
+    ExecutorUnreachable,
+    InvalidRequest,
+)
 from agentcell.executor.client import ExecResult, ExecutorClient
 from agentcell.executor.protocol import Entry, Exec, Exit, Language, Output
-from agentcell.sandbox.base import CellState
+from agentcell.sandbox.base import CellState, ContainerInfo
 
 if TYPE_CHECKING:
     from agentcell.sandbox.manager import CellManager
@@ -168,3 +174,21 @@ class CellFiles:
     async def delete(self, path: str, *, recursive: bool = False) -> None:
         async with self.cell.using() as client:
             await client.delete(path, recursive=recursive)
+
+
+def death_error(info: ContainerInfo | None, memory_mb: int) -> CellDied:
+    """What to tell the owner of a cell whose container died, given what the backend saw."""
+    after = "it was restarted: python variables are gone, files in /workspace are kept"
+    if info is None:
+        return CellDied(f"your cell's container disappeared; {after}", hint="retry the call")
+    if info.state in (CellState.RUNNING, CellState.PAUSED):
+        return CellDied(f"your cell's executor stopped answering; {after}", hint="retry the call")
+    if info.oom_killed or info.exit_code == 137:
+        return CellOutOfMemory(
+            f"your cell ran out of memory (limit {memory_mb} MiB) and was killed; {after}",
+            hint="retry with code that uses less memory",
+        )
+    return CellDied(
+        f"your cell stopped unexpectedly (exit code {info.exit_code}); {after}",
+        hint="retry the call",
+    )

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from agentcell.config import Settings
-from agentcell.errors import AgentcellError, CellDied, CellOutOfMemory, CellStartFailed
+from agentcell.errors import AgentcellError, CellDied, CellStartFailed
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import (
@@ -32,7 +32,7 @@ from agentcell.sandbox.base import (
     ProgressHook,
     no_progress,
 )
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.cell import Cell, death_error
 from agentcell.sandbox.registry import Registry
 from agentcell.sandbox.workspaces import CELL_UID, Workspaces
 
@@ -221,15 +221,7 @@ class CellManager:
             if isinstance(info, ContainerInfo):
                 await asyncio.to_thread(self.backend.remove, info.container_id)
             raise mounted if isinstance(mounted, BaseException) else info  # type: ignore[misc]
-        cell = Cell(
-            owner=owner,
-            cell_id=cell_id,
-            container_id=info.container_id,
-            state=CellState.STOPPED,
-            workspace=workspace,
-            client=ExecutorClient(control),
-            manager=self,
-        )
+        cell = self._cell(cell_id, owner, info.container_id, CellState.STOPPED)
         try:
             await self._start(cell)
         except BaseException:
@@ -288,7 +280,7 @@ class CellManager:
     async def recover(self, cell: Cell) -> CellDied:
         """The executor stopped answering: say why, recreate the cell, return the error to raise."""
         info = await asyncio.to_thread(self.backend.inspect, cell.container_id)
-        error = _death_error(info, self.settings.limits.memory_mb)
+        error = death_error(info, self.settings.limits.memory_mb)
         log.warning("cell %s of %r died: %s", cell.cell_id, cell.owner, error.message)
         cell.state = CellState.DEAD
         await self.wake(cell)
@@ -329,7 +321,7 @@ class CellManager:
                 await asyncio.to_thread(self.backend.remove, info.container_id)
         for owner, cell_id in self.registry.owners().items():
             if owner not in self._cells:
-                self._cells[owner] = self._adopt_removed(cell_id, owner)
+                self._cells[owner] = self._cell(cell_id, owner)
         live = {c.cell_id for c in self.cells()} | set(owners)
         for cell_id in self.workspaces.ids() - live:
             await asyncio.to_thread(self._delete_cell_files, cell_id)
@@ -345,26 +337,25 @@ class CellManager:
         state = CellState.STOPPED if info.state is CellState.DEAD else info.state
         if info.image != self.image and state is not CellState.RUNNING:
             state = CellState.REMOVED  # recreated from the current image when next used
-        return Cell(
-            owner=owner,
-            cell_id=info.cell_id,
-            container_id=info.container_id,
-            state=state,
-            workspace=self.workspaces.path(info.cell_id),
-            client=ExecutorClient(self._control_root / info.cell_id),
-            manager=self,
-            created_at=info.created_at,
-        )
+        return self._cell(info.cell_id, owner, info.container_id, state, info.created_at)
 
-    def _adopt_removed(self, cell_id: str, owner: str) -> Cell:
+    def _cell(
+        self,
+        cell_id: str,
+        owner: str,
+        container_id: str = "",
+        state: CellState = CellState.REMOVED,
+        created_at: float | None = None,
+    ) -> Cell:
         return Cell(
             owner=owner,
             cell_id=cell_id,
-            container_id="",
-            state=CellState.REMOVED,
+            container_id=container_id,
+            state=state,
             workspace=self.workspaces.path(cell_id),
             client=ExecutorClient(self._control_root / cell_id),
             manager=self,
+            created_at=created_at or time.time(),
         )
 
     async def _remove_container(self, cell: Cell) -> None:
@@ -414,7 +405,7 @@ class CellManager:
             info = states.get(cell.container_id)
             if info is None or info.state is not CellState.RUNNING:
                 cell.state = CellState.DEAD
-                cell.notice = _death_error(info, self.settings.limits.memory_mb)
+                cell.notice = death_error(info, self.settings.limits.memory_mb)
                 report.died += 1
         dead_pool = [c for c in self._pool if c.state is CellState.DEAD]
         for cell in dead_pool:
@@ -434,20 +425,3 @@ class CellManager:
                 continue
             if report != ReapReport():
                 log.info("reaper: %s", report)
-
-
-def _death_error(info: ContainerInfo | None, memory_mb: int) -> CellDied:
-    after = "it was restarted: python variables are gone, files in /workspace are kept"
-    if info is None:
-        return CellDied(f"your cell's container disappeared; {after}", hint="retry the call")
-    if info.state in (CellState.RUNNING, CellState.PAUSED):
-        return CellDied(f"your cell's executor stopped answering; {after}", hint="retry the call")
-    if info.oom_killed or info.exit_code == 137:
-        return CellOutOfMemory(
-            f"your cell ran out of memory (limit {memory_mb} MiB) and was killed; {after}",
-            hint="retry with code that uses less memory",
-        )
-    return CellDied(
-        f"your cell stopped unexpectedly (exit code {info.exit_code}); {after}",
-        hint="retry the call",
-    )

@@ -1,7 +1,17 @@
-"""Persistence: users with hashed API keys and the audit trail, on SQLite or PostgreSQL."""
+"""Persistence: users with hashed API keys, chat sessions and messages, and the audit trail,
+on SQLite or PostgreSQL."""
 
 from agentcell.store.db import database_url
-from agentcell.store.models import AuditEvent, User
+from agentcell.store.models import AuditEvent, ChatSession, Message, User
 from agentcell.store.store import Store, hash_key, validate_name
 
-__all__ = ["AuditEvent", "Store", "User", "database_url", "hash_key", "validate_name"]
+__all__ = [
+    "AuditEvent",
+    "ChatSession",
+    "Message",
+    "Store",
+    "User",
+    "database_url",
+    "hash_key",
+    "validate_name",
+]

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Double,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -108,3 +109,46 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id!r}, user_id={self.user_id!r}, action={self.action!r})"
+
+
+class ChatSession(Base):
+    """A conversation with the agent. Deleting the user deletes their sessions."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"ChatSession(id={self.id!r}, user_id={self.user_id!r})"
+
+
+class Message(Base):
+    """One side of a turn: the user's prompt, or the assistant's answer with what it did.
+
+    ``events`` is a JSON list of the turn's visible events (``{"event": ..., **payload}``) for
+    display; ``model_messages`` the turn's pydantic-ai messages (JSON), replayed as history on
+    the next turn. Both are empty for a user's row.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    session_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
+    content: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text)
+    model_messages: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"Message(id={self.id!r}, session_id={self.session_id!r}, role={self.role!r})"

@@ -1,4 +1,4 @@
-"""The store: users with hashed API keys, and the audit trail.
+"""The store: users with hashed API keys, chat sessions and their messages, and the audit trail.
 
 Every query about a user's things takes that user's id. Rows come back detached
 (``expire_on_commit=False``): read their attributes freely after the call returns.
@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -22,9 +23,9 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentcell.config import Settings
-from agentcell.errors import Conflict, InvalidRequest, StoreUnavailable
+from agentcell.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from agentcell.store import db
-from agentcell.store.models import AuditEvent, User, utcnow
+from agentcell.store.models import AuditEvent, ChatSession, Message, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ KEY_PREFIX = "ac_"
 DETAIL_MAX = 2000
 TARGET_MAX = 1000
 AUDIT_LIMIT_MAX = 1000
+TITLE_MAX = 200
+AUTO_TITLE_MAX = 60  # a session without a title is named after its first prompt
 
 
 def hash_key(api_key: str) -> str:
@@ -58,6 +61,10 @@ def new_user_id() -> str:
     return "u_" + secrets.token_hex(8)
 
 
+def new_session_id() -> str:
+    return "s_" + secrets.token_hex(8)
+
+
 def validate_name(name: str) -> str:
     # fullmatch, not ``$``: ``$`` also matches before a trailing newline.
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -65,10 +72,22 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _clip(text: str, limit: int) -> str:
+def _no_nul(text: str) -> str:
     # PostgreSQL text cannot hold NUL; output of a user's program can.
-    text = text.replace("\x00", "\ufffd")
+    return text.replace("\x00", "\ufffd")
+
+
+def _clip(text: str, limit: int) -> str:
+    text = _no_nul(text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _session_not_found(session_id: str) -> NotFound:
+    return NotFound(f"no session {session_id!r}", hint="list your sessions: GET /v1/sessions")
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -177,12 +196,137 @@ class Store:
             return found.first()
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete the user; their audit trail stays. False when there was no such user."""
+        """Delete the user and their sessions; their audit trail stays. False when there was no
+        such user."""
         async with self._session() as session:
             query = delete(User).where(User.id == user_id).returning(User.id)
             deleted = await session.scalar(query)
             await session.commit()
             return deleted is not None
+
+    # chat sessions: every call takes the owner's id; another user's session is "not found"
+
+    async def create_session(self, user_id: str, title: str = "") -> ChatSession:
+        """A new, empty session. Without a title, the first prompt names it (see add_turn)."""
+        now = utcnow()
+        row = ChatSession(
+            id=new_session_id(),
+            user_id=user_id,
+            title=_clip(title.strip(), TITLE_MAX),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._session() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise NotFound(f"no user {user_id!r}") from None
+        return row
+
+    async def list_sessions(self, user_id: str) -> list[ChatSession]:
+        """The user's sessions, most recently used first."""
+        query = (
+            select(ChatSession)
+            .where(ChatSession.user_id == user_id)
+            .order_by(ChatSession.updated_at.desc(), ChatSession.id)
+        )
+        async with self._session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def get_session(self, user_id: str, session_id: str) -> ChatSession | None:
+        """The session, or None when there is none of that id *for this user*."""
+        query = select(ChatSession).where(
+            ChatSession.id == session_id, ChatSession.user_id == user_id
+        )
+        async with self._session() as session:
+            return (await session.scalars(query)).first()
+
+    async def delete_session(self, user_id: str, session_id: str) -> bool:
+        """Delete the session and its messages. False when the user has no such session."""
+        query = (
+            delete(ChatSession)
+            .where(ChatSession.id == session_id, ChatSession.user_id == user_id)
+            .returning(ChatSession.id)
+        )
+        async with self._session() as session:
+            deleted = await session.scalar(query)
+            await session.commit()
+            return deleted is not None
+
+    async def add_turn(
+        self,
+        user_id: str,
+        session_id: str,
+        prompt: str,
+        answer: str,
+        events_json: str | bytes,
+        model_json: str | bytes,
+        *,
+        prompt_at: datetime | None = None,
+    ) -> Message:
+        """Keep one finished turn, in one transaction: the user's prompt, the assistant's answer
+        with the turn's visible events and model messages; the session's ``updated_at`` moves,
+        and an untitled session takes its first prompt as title. Returns the assistant's row;
+        NotFound when the user has no such session."""
+        now = utcnow()
+        query = (
+            select(ChatSession)
+            .where(ChatSession.id == session_id, ChatSession.user_id == user_id)
+            .with_for_update()
+        )
+        async with self._session() as session:
+            chat = (await session.scalars(query)).first()
+            if chat is None:
+                raise _session_not_found(session_id)
+            if not chat.title:
+                chat.title = _clip(" ".join(prompt.split()), AUTO_TITLE_MAX)
+            chat.updated_at = now
+            asked = Message(
+                session_id=session_id,
+                role="user",
+                content=_no_nul(prompt),
+                events="[]",
+                model_messages="",
+                created_at=prompt_at or now,
+            )
+            answered = Message(
+                session_id=session_id,
+                role="assistant",
+                content=_no_nul(answer),
+                events=_text(events_json),
+                model_messages=_text(model_json),
+                created_at=now,
+            )
+            session.add_all([asked, answered])
+            await session.commit()
+        return answered
+
+    async def messages(self, user_id: str, session_id: str) -> list[Message]:
+        """The session's messages, oldest first; none when it is not this user's session."""
+        query = (
+            select(Message)
+            .join(ChatSession, Message.session_id == ChatSession.id)
+            .where(Message.session_id == session_id, ChatSession.user_id == user_id)
+            .order_by(Message.id)
+        )
+        async with self._session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def history(self, user_id: str, session_id: str) -> list[bytes]:
+        """The model messages (JSON) of the session's turns, oldest first, to replay."""
+        query = (
+            select(Message.model_messages)
+            .join(ChatSession, Message.session_id == ChatSession.id)
+            .where(
+                Message.session_id == session_id,
+                ChatSession.user_id == user_id,
+                Message.role == "assistant",
+            )
+            .order_by(Message.id)
+        )
+        async with self._session() as session:
+            return [m.encode() for m in (await session.scalars(query)).all()]
 
     # audit
 

@@ -20,6 +20,7 @@ from agentcell.errors import InvalidPath, PayloadTooLarge
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 PathQuery = Annotated[str, Query(description="relative to the workspace", max_length=4096)]
+NAME_MAX = 255  # bytes in one name, on the file systems a workspace lives on
 
 
 def checked(path: str, *, allow_root: bool = True) -> str:
@@ -31,6 +32,8 @@ def checked(path: str, *, allow_root: bool = True) -> str:
     parts = PurePosixPath(path).parts
     if ".." in parts:
         raise InvalidPath(f"'..' is not allowed in paths: {path!r}")
+    if any(len(part.encode()) > NAME_MAX for part in parts):
+        raise InvalidPath(f"a name in the path is longer than {NAME_MAX} bytes")
     clean = str(PurePosixPath(*parts)) if parts else "."
     if clean == "." and not allow_root:
         raise InvalidPath("this needs a path inside the workspace, not the workspace itself")
@@ -83,7 +86,13 @@ async def download(user: CurrentUser, cells: CellsDep, path: PathQuery) -> Strea
     return StreamingResponse(body, media_type=media, headers=_attachment(PurePosixPath(path).name))
 
 
-@router.put("/raw", status_code=201)
+_UPLOAD_BODY = {
+    "description": "the file's bytes",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.put("/raw", status_code=201, openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload(
     request: Request,
     user: CurrentUser,

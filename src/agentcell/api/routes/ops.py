@@ -17,7 +17,7 @@ from agentcell.errors import AgentcellError
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: {"model": Health, "description": "Degraded"}})
 async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Health:
     docker_ok = database_ok = False
     with contextlib.suppress(AgentcellError):
