@@ -17,22 +17,22 @@ from agentcell.store import Store
 from agentcell.store.models import User
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def _cells(request: Request) -> CellManager:
+async def _cells(request: Request) -> CellManager:
     cells: CellManager = request.app.state.cells
     return cells
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

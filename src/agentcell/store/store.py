@@ -15,10 +15,10 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from alembic.util.exc import CommandError
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -28,6 +28,8 @@ from agentcell.store import db
 from agentcell.store.models import AuditEvent, ChatSession, Message, User, utcnow
 
 log = logging.getLogger(__name__)
+
+AUDIT_BATCH_S = 0.05  # audit events wait at most this long to be written together
 
 NAME_RULE = (
     "1 to 64 characters: lowercase letters, digits, '_', '.' and '-', "
@@ -102,7 +104,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._pending: list[AuditEvent] = []  # audit events not yet written (see ``record``)
+        self._pending: list[dict[str, Any]] = []  # audit events not yet written (see ``record``)
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -342,16 +344,16 @@ class Store:
         ok: bool = True,
     ) -> None:
         """Append one event to the audit trail (``detail`` is trimmed to 2000 characters)."""
-        event = AuditEvent(
-            user_id=user_id,
-            at=utcnow(),
-            action=action,
-            target=_clip(target, TARGET_MAX),
-            detail=_clip(detail, DETAIL_MAX),
-            exit_code=exit_code,
-            duration_ms=duration_ms,
-            ok=ok,
-        )
+        event = {
+            "user_id": user_id,
+            "at": utcnow(),
+            "action": action,
+            "target": _clip(target, TARGET_MAX),
+            "detail": _clip(detail, DETAIL_MAX),
+            "exit_code": exit_code,
+            "duration_ms": duration_ms,
+            "ok": ok,
+        }
         # Written behind the caller, in batches: an exec's answer does not wait for a commit.
         # ``audit()`` and ``close()`` flush first, so readers never miss an event.
         self._pending.append(event)
@@ -359,11 +361,13 @@ class Store:
             self._writer = asyncio.create_task(self._write_pending())
 
     async def _write_pending(self) -> None:
+        await asyncio.sleep(AUDIT_BATCH_S)  # gather what the next requests record, too
         while self._pending:
             batch, self._pending = self._pending, []
             try:
                 async with self._session() as session:
-                    session.add_all(batch)
+                    # One executemany, not the ORM's unit of work: this is the hot path.
+                    await session.execute(insert(AuditEvent), batch)
                     await session.commit()
             except StoreUnavailable as exc:
                 self._pending[:0] = batch  # kept for the next attempt
