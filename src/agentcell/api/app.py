@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.store = store
             app.state.cells = cells
             log.info("agentcell %s ready; cells run %s", __version__, cells.image)
+            gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
             yield
 
     app = FastAPI(
