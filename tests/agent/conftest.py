@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import docker
 import pytest
@@ -14,17 +13,15 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
-    TextPart,
-    ToolCallPart,
     ToolReturnPart,
-    UserPromptPart,
 )
-from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agentcell.agent.events import AgentEvent
 from agentcell.agent.runner import run_turn
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
+from tests.scripted import Scripted, call, prompts, returned, role, text
 
 Script = Callable[[list[ModelMessage], AgentInfo], ModelResponse]
 
@@ -38,58 +35,17 @@ def no_model_requests() -> Iterator[None]:
 
 def scripted(script: Script) -> FunctionModel:
     """A FunctionModel that answers with ``script``'s response, streamed in small pieces."""
-
-    async def stream(
-        messages: list[ModelMessage], info: AgentInfo
-    ) -> AsyncIterator[str | DeltaToolCalls]:
-        response = script(messages, info)
-        for index, part in enumerate(response.parts):
-            if isinstance(part, TextPart):
-                for start in range(0, len(part.content), 8):
-                    yield part.content[start : start + 8]
-            elif isinstance(part, ToolCallPart):
-                delta = DeltaToolCall(
-                    part.tool_name, part.args_as_json_str(), tool_call_id=part.tool_call_id
-                )
-                yield {index: delta}
-
-    return FunctionModel(script, stream_function=stream)
-
-
-def role(info: AgentInfo) -> str:
-    """Which of our agents the model is answering (by the tools it was offered)."""
-    names = {tool.name for tool in info.function_tools}
-    if "delegate_coder" in names:
-        return "coordinator"
-    if "run_python" in names:
-        return "coder"
-    return "browser"
+    return Scripted(script).model()
 
 
 def returns(messages: list[ModelMessage]) -> list[ToolReturnPart]:
     """The tool results the model got in the last request."""
-    last = messages[-1]
-    assert isinstance(last, ModelRequest)
-    return [p for p in last.parts if isinstance(p, ToolReturnPart)]
+    assert isinstance(messages[-1], ModelRequest)
+    return returned(messages)
 
 
 def prompt_of(messages: list[ModelMessage]) -> str:
-    prompts = [
-        p.content
-        for m in messages
-        if isinstance(m, ModelRequest)
-        for p in m.parts
-        if isinstance(p, UserPromptPart) and isinstance(p.content, str)
-    ]
-    return prompts[-1] if prompts else ""
-
-
-def call(tool: str, **args: Any) -> ModelResponse:
-    return ModelResponse(parts=[ToolCallPart(tool, args)])
-
-
-def text(content: str) -> ModelResponse:
-    return ModelResponse(parts=[TextPart(content)])
+    return (prompts(messages) or [""])[-1]
 
 
 @dataclass
