@@ -183,10 +183,16 @@ def death_error(info: ContainerInfo | None, memory_mb: int) -> CellDied:
         return CellDied(f"your cell's container disappeared; {after}", hint="retry the call")
     if info.state in (CellState.RUNNING, CellState.PAUSED):
         return CellDied(f"your cell's executor stopped answering; {after}", hint="retry the call")
-    if info.oom_killed or info.exit_code == 137:
+    if info.oom_killed:
         return CellOutOfMemory(
             f"your cell ran out of memory (limit {memory_mb} MiB) and was killed; {after}",
             hint="retry with code that uses less memory",
+        )
+    if info.exit_code == 137:  # SIGKILL: the OOM killer (not of PID 1) or someone outside
+        return CellDied(
+            f"your cell was killed (SIGKILL; most often that means it ran out of its "
+            f"{memory_mb} MiB of memory); {after}",
+            hint="retry the call; if it happens again, use less memory",
         )
     return CellDied(
         f"your cell stopped unexpectedly (exit code {info.exit_code}); {after}",
