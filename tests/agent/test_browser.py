@@ -10,7 +10,8 @@ from agentcell.config import CellLimits
 from tests.agent.conftest import call, run_plan
 from tests.conftest import ManagerFactory, SettingsFactory
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first use of `full_image` builds it: minutes on a new machine (debootstrap of Chromium).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 PAGE = """<!doctype html>
 <html><head><title>Cell page</title></head><body>
