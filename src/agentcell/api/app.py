@@ -70,6 +70,24 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class JsonBodies:
+    """Every request body but an upload is JSON here, whatever its Content-Type says: `curl -d`
+    labels its data as a form, and the README's curl example should just work."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("POST", "PUT", "PATCH")
+            and scope["path"] != UPLOAD_PATH
+        ):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 def _cell_states(cells: CellManager) -> list[str]:
     return [c.state.value if c.owner else "pooled" for c in cells.cells()]
 
@@ -98,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
