@@ -20,9 +20,6 @@ class Registry:
     def cell_of(self, owner: str) -> str | None:
         return self._owners.get(owner)
 
-    def owner_of(self, cell_id: str) -> str | None:
-        return next((o for o, c in self._owners.items() if c == cell_id), None)
-
     def owners(self) -> dict[str, str]:
         return dict(self._owners)
 
