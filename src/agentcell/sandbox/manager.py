@@ -381,7 +381,8 @@ class CellManager:
             await self._recreate(cell)
 
     async def _recreate(self, cell: Cell) -> None:
-        await asyncio.to_thread(self.backend.remove, cell.container_id)
+        if cell.container_id:  # none for a cell known only from the registry
+            await asyncio.to_thread(self.backend.remove, cell.container_id)
         fresh = await self._create(cell.cell_id, cell.owner)
         cell.container_id, cell.state = fresh.container_id, fresh.state
         cell.created_at = fresh.created_at
