@@ -18,7 +18,7 @@ import pytest
 from agentcell.config import Settings
 from agentcell.sandbox.docker.backend import LABEL_INSTANCE
 from agentcell.sandbox.workspaces import Workspaces
-from tests.conftest import RUN_ID, TEST_LABEL, ServerFactory, SettingsFactory
+from tests.conftest import RUN_ID, TEST_LABEL, Live, ServerFactory, SettingsFactory
 
 pytestmark = pytest.mark.docker
 
@@ -134,3 +134,8 @@ def test_serve_serves_and_its_stop_leaves_no_pool_cell_or_mount(
             proc.wait(timeout=60)
     assert docker_client.containers.list(all=True, filters=label) == []
     assert not any(point.startswith(str(data)) for point in mount_points())
+
+
+def test_healthz_says_whether_workspace_quotas_are_enforced(server: Live) -> None:
+    health = httpx.get(f"{server.url}/healthz", timeout=30).json()
+    assert health["workspace_quota"] is (os.geteuid() == 0)
