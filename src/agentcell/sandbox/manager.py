@@ -307,6 +307,12 @@ class CellManager:
         budget = self.memory_budget_mb()
         while budget is not None and self.committed_mb() + need > budget:
             if not cell.owner or not await self._make_room(cell):
+                if cell.owner:
+                    log.warning(
+                        "admission: no memory for the cell of %r; raise AGENTCELL_HOST_MEMORY_MB "
+                        "or lower AGENTCELL_LIMITS__MEMORY_MB if the host has room",
+                        cell.owner,
+                    )
                 raise HostMemoryFull(
                     f"the host has no memory for another cell: {self.committed_mb()} of "
                     f"{budget} MiB are promised to running cells, and this one needs {need} MiB",
