@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -40,7 +41,9 @@ def _serve(args: argparse.Namespace, _settings: Settings) -> int:
         _first_screen(settings, token, created)
         logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
         config = uvicorn.Config(create_app(settings), log_level="info")
-        uvicorn.Server(config).run(sockets=[sock])
+        # uvicorn re-raises Ctrl-C after its clean shutdown; uvicorn.run swallows it too
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
