@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         86400, gt=0, description="idle seconds before a cell is removed (workspace kept)"
     )
     reap_interval_s: float = Field(15, gt=0)
+    host_memory_mb: int = Field(
+        0,
+        ge=0,
+        description="memory the limits of all running cells may add up to; "
+        "0 = the host's MemTotal minus host_memory_reserve_mb",
+    )
+    host_memory_reserve_mb: int = Field(
+        1024, ge=0, description="memory kept for the host and this server when host_memory_mb is 0"
+    )
 
     exec_timeout_s: float = Field(60, gt=0, description="default timeout of one exec")
     exec_timeout_max_s: float = Field(3600, gt=0)

@@ -61,6 +61,13 @@ class CellStartFailed(AgentcellError):
     code = "cell_start_failed"
 
 
+class HostMemoryFull(AgentcellError):
+    """Admission control: the running cells' memory limits already fill the host."""
+
+    status_code = 503
+    code = "host_memory_full"
+
+
 class CellDied(AgentcellError):
     """The cell (or its python context) died; it has been recreated. Retry the call."""
 

@@ -145,6 +145,11 @@ class Health(BaseModel):
     docker: bool
     database: bool
     version: str
+    workspace_quota: bool = Field(
+        True,
+        description="workspaces are size-capped loop mounts; false when the server is not root "
+        "or has no mkfs.ext4, so one user can fill the host's disk",
+    )
 
 
 # --- chat sessions -----------------------------------------------------------------------------

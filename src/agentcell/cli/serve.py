@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import socket
 from pathlib import Path
 
 from rich.markup import escape
@@ -11,7 +13,7 @@ from rich.markup import escape
 from agentcell import __version__
 from agentcell.api.auth import admin_token_path
 from agentcell.cli._common import Commands
-from agentcell.cli._output import out
+from agentcell.cli._output import error, out
 from agentcell.config import ClientSettings, Settings
 
 
@@ -31,11 +33,37 @@ def _serve(args: argparse.Namespace, _settings: Settings) -> int:
 
     given = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
     settings = Settings.model_validate({k: v for k, v in given.items() if v is not None})
-    token, created = ensure_admin_token(settings)
-    _first_screen(settings, token, created)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    sock = _listen(settings)  # first: a busy port must fail before anything is made
+    if sock is None:
+        return 1
+    with sock:
+        token, created = ensure_admin_token(settings)
+        _first_screen(settings, token, created)
+        logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+        config = uvicorn.Config(create_app(settings), log_level="info")
+        # uvicorn re-raises Ctrl-C after its clean shutdown; uvicorn.run swallows it too
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _listen(settings: Settings) -> socket.socket | None:
+    """The listening socket, or None after saying why it cannot be had."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        error(
+            f"cannot listen on {settings.host} port {settings.port}: {exc.strerror or exc}",
+            "is another agentcell serve running there? choose another port with --port "
+            "or AGENTCELL_PORT",
+        )
+        return None
+    return sock
 
 
 def _first_screen(settings: Settings, token: str, created: bool) -> None:

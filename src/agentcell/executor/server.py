@@ -50,6 +50,8 @@ class Executor:
         self.base_env = {
             "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp",
+            "USER": os.environ.get("USER", "cell"),  # the cell's uid has no passwd entry
+            "LOGNAME": os.environ.get("LOGNAME", "cell"),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",

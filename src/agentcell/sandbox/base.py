@@ -49,6 +49,7 @@ class CellSpec:
     network: str = "none"
     runtime: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (tests mark theirs)
+    uid: int = 1000  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ContainerInfo:
     exit_code: int | None = None
     oom_killed: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    uid: int | None = None  # from the uid label; None for cells made before it existed
 
 
 class Backend(Protocol):

@@ -21,7 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from agentcell.config import Settings
-from agentcell.errors import AgentcellError, CellDied, CellStartFailed
+from agentcell.errors import (
+    AgentcellError,
+    CellStartFailed,
+    DockerUnavailable,
+    HostMemoryFull,
+)
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import (
@@ -34,7 +39,8 @@ from agentcell.sandbox.base import (
 )
 from agentcell.sandbox.cell import Cell, death_error
 from agentcell.sandbox.registry import Registry
-from agentcell.sandbox.workspaces import CELL_UID, Workspaces
+from agentcell.sandbox.uids import LEGACY_UID, CellUids
+from agentcell.sandbox.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class CellManager:
         self.workspaces = Workspaces(data / "workspaces", settings.limits.workspace_mb)
         self._control_root = data / "cells"
         self.registry = Registry(data / "cells.json")
+        self.uids = CellUids(data / "uids.json")
         self.image = ""
         self._cells: dict[str, Cell] = {}  # by owner
         self._pool: list[Cell] = []
@@ -71,6 +78,7 @@ class CellManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refilling: asyncio.Task[None] | None = None
         self._lock_file: int | None = None
+        self._starting: set[str] = set()  # cell ids admitted and starting: their memory counts
 
     # --- lifecycle of the manager -----------------------------------------------------------
 
@@ -88,17 +96,28 @@ class CellManager:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._control_root.mkdir(exist_ok=True, mode=0o700)
         self._take_data_dir()
-        await asyncio.to_thread(self.backend.ping)
-        self.image = await asyncio.to_thread(self.backend.prepare_image)
-        await self.reconcile()
+        try:
+            await asyncio.to_thread(self.backend.ping)
+            self.image = await asyncio.to_thread(self.backend.prepare_image)
+            await self.reconcile()
+        except BaseException:
+            await self.close()  # a failed start leaves nothing behind
+            raise
         self._spawn(self._reaper())
         self.refill_pool()
 
     async def close(self) -> None:
-        """Stop background work. Cells keep running: they belong to users, not to this process."""
+        """Stop background work, remove the warm pool, unmount workspaces no container uses.
+
+        Users' cells keep running: they belong to users, not to this process, and a running
+        container keeps its bind mount of its workspace, so theirs stay mounted."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._tidy_up()
+        except AgentcellError as exc:
+            log.warning("could not tidy up cells on close: %s", exc)
         self.backend.close()
         if self._lock_file is not None:
             os.close(self._lock_file)
@@ -115,6 +134,21 @@ class CellManager:
                 hint="stop it, or give this one its own AGENTCELL_DATA_DIR",
             ) from None
         self._lock_file = fd
+
+    async def _tidy_up(self) -> None:
+        for cell in list(self._pool):
+            self._pool.remove(cell)
+            await asyncio.to_thread(self.backend.remove, cell.container_id)
+            await asyncio.to_thread(self._delete_cell_files, cell.cell_id)
+        await self._unmount_unused()
+
+    async def _unmount_unused(self) -> None:
+        """Unmount every workspace whose container is not running (or paused): start paths
+        mount it again, and an unused mount is one less thing a reboot can get wrong."""
+        infos = await asyncio.to_thread(self.backend.list)
+        in_use = {i.cell_id for i in infos if i.state in (CellState.RUNNING, CellState.PAUSED)}
+        for ws_id in self.workspaces.ids() - in_use - self._starting:
+            await asyncio.to_thread(self.workspaces.unmount, ws_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -186,17 +220,23 @@ class CellManager:
             self.registry.assign(owner, cell_id)
         return await self._create(cell_id, owner)
 
+    def _uid(self, cell_id: str) -> int:
+        """The cell's own uid; a cell whose workspace predates per-cell uids keeps 1000."""
+        return self.uids.uid_for(cell_id, legacy=self.workspaces.exists(cell_id))
+
     def _control_dir(self, cell_id: str) -> Path:
         """Host side of /run/agentcell. The cell can write here; we only unlink and connect."""
         path = self._control_root / cell_id
         path.mkdir(exist_ok=True, mode=0o700)
         if os.geteuid() == 0:
-            os.chown(path, CELL_UID, CELL_UID)
+            uid = self._uid(cell_id)
+            os.chown(path, uid, uid)
         with contextlib.suppress(FileNotFoundError):
             (path / SOCKET_NAME).unlink()  # unlink never follows a link
         return path
 
     async def _create(self, cell_id: str, owner: str) -> Cell:
+        uid = self._uid(cell_id)
         workspace = self.workspaces.path(cell_id)
         workspace.mkdir(exist_ok=True)  # Docker checks the bind source exists at create time
         control = self._control_dir(cell_id)
@@ -210,10 +250,11 @@ class CellManager:
             network=self.settings.network,
             runtime=self.settings.runtime,
             labels=dict(self.settings.labels),
+            uid=uid,
         )
         # Binds resolve at start, so the workspace can be mounted while the container is created.
         mounted, info = await asyncio.gather(
-            asyncio.to_thread(self.workspaces.ensure, cell_id),
+            asyncio.to_thread(self.workspaces.ensure, cell_id, uid),
             asyncio.to_thread(self.backend.create, spec),
             return_exceptions=True,
         )
@@ -230,10 +271,84 @@ class CellManager:
         return cell
 
     async def _start(self, cell: Cell) -> None:
-        self._control_dir(cell.cell_id)  # clears a stale socket so readiness means a fresh server
-        await asyncio.to_thread(self.backend.start, cell.container_id)
-        await self._wait_ready(cell)
-        cell.state = CellState.RUNNING
+        """Every (re)start of a container comes here: admit it, mount its workspace, start."""
+        await self._admit(cell)
+        try:
+            await asyncio.to_thread(self.workspaces.ensure, cell.cell_id, self._uid(cell.cell_id))
+            self._control_dir(cell.cell_id)  # clears a stale socket: readiness = a fresh server
+            await asyncio.to_thread(self.backend.start, cell.container_id)
+            await self._wait_ready(cell)
+            cell.state = CellState.RUNNING
+        finally:
+            self._starting.discard(cell.cell_id)
+
+    # --- admission against the host's memory ------------------------------------------------
+
+    def memory_budget_mb(self) -> int | None:
+        """Memory all cells' limits may add up to: the setting, else MemTotal minus a reserve."""
+        if self.settings.host_memory_mb:
+            return self.settings.host_memory_mb
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) // 1024
+                    return max(total - self.settings.host_memory_reserve_mb, 0)
+        return None
+
+    def committed_mb(self) -> int:
+        holding = (CellState.RUNNING, CellState.PAUSED)  # a paused cell keeps its memory
+        cells = sum(1 for c in self.cells() if c.state in holding) + len(self._starting)
+        return cells * self.settings.limits.memory_mb
+
+    async def _admit(self, cell: Cell) -> None:
+        """Reserve the cell's memory limit, making room first (the pool, then the longest-idle
+        cells are stopped); refuse when the host has no room. Pool cells never evict."""
+        need = self.settings.limits.memory_mb
+        budget = self.memory_budget_mb()
+        while budget is not None and self.committed_mb() + need > budget:
+            if not cell.owner or not await self._make_room(cell):
+                if cell.owner:
+                    log.warning(
+                        "admission: no memory for the cell of %r; raise AGENTCELL_HOST_MEMORY_MB "
+                        "or lower AGENTCELL_LIMITS__MEMORY_MB if the host has room",
+                        cell.owner,
+                    )
+                raise HostMemoryFull(
+                    f"the host has no memory for another cell: {self.committed_mb()} of "
+                    f"{budget} MiB are promised to running cells, and this one needs {need} MiB",
+                    hint="retry in a few minutes, when other cells have gone idle",
+                )
+        self._starting.add(cell.cell_id)
+
+    async def _make_room(self, keep: Cell) -> bool:
+        if self._pool:
+            pooled = self._pool.pop(0)
+            log.info("admission: removing pooled cell %s to make room", pooled.cell_id)
+            await asyncio.to_thread(self.backend.remove, pooled.container_id)
+            await asyncio.to_thread(self._delete_cell_files, pooled.cell_id)
+            return True
+        idle = [
+            c
+            for c in self._cells.values()
+            if c is not keep
+            and c.state in (CellState.RUNNING, CellState.PAUSED)
+            and not c.active
+            and not self._locks[c.owner].locked()
+        ]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_active_at)
+        log.info("admission: stopping the cell of %r (longest idle) to make room", victim.owner)
+        async with self._locks[victim.owner]:
+            await self._stop_locked(victim)
+        return True
+
+    async def _stop_locked(self, cell: Cell) -> None:
+        if cell.state is CellState.PAUSED:
+            await asyncio.to_thread(self.backend.unpause, cell.container_id)
+        await asyncio.to_thread(self.backend.stop, cell.container_id)
+        cell.state = CellState.STOPPED
+        await asyncio.to_thread(self.workspaces.unmount, cell.cell_id)
 
     async def _wait_ready(self, cell: Cell) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -272,18 +387,28 @@ class CellManager:
             await self._recreate(cell)
 
     async def _recreate(self, cell: Cell) -> None:
-        await asyncio.to_thread(self.backend.remove, cell.container_id)
+        if cell.container_id:  # none for a cell known only from the registry
+            await asyncio.to_thread(self.backend.remove, cell.container_id)
         fresh = await self._create(cell.cell_id, cell.owner)
         cell.container_id, cell.state = fresh.container_id, fresh.state
         cell.created_at = fresh.created_at
 
-    async def recover(self, cell: Cell) -> CellDied:
+    async def recover(self, cell: Cell) -> AgentcellError:
         """The executor stopped answering: say why, recreate the cell, return the error to raise."""
-        info = await asyncio.to_thread(self.backend.inspect, cell.container_id)
-        error = death_error(info, self.settings.limits.memory_mb)
-        log.warning("cell %s of %r died: %s", cell.cell_id, cell.owner, error.message)
-        cell.state = CellState.DEAD
-        await self.wake(cell)
+        try:
+            info = await asyncio.to_thread(self.backend.inspect, cell.container_id)
+            error = death_error(info, self.settings.limits.memory_mb)
+            log.warning("cell %s of %r died: %s", cell.cell_id, cell.owner, error.message)
+            cell.state = CellState.DEAD
+            await self.wake(cell)
+        except DockerUnavailable as exc:
+            cell.state = CellState.DEAD  # recreated on next use, once the engine is back
+            log.warning("cell %s of %r lost with the engine: %s", cell.cell_id, cell.owner, exc)
+            return DockerUnavailable(
+                "the Docker engine went away while your cell was running, and the cell with "
+                "it: python variables are gone, files in /workspace are kept",
+                hint="retry when the engine is back; the cell then starts again by itself",
+            )
         return error
 
     # --- warm pool ----------------------------------------------------------------------------
@@ -296,6 +421,9 @@ class CellManager:
         while len(self._pool) < self.settings.pool_size:
             try:
                 cell = await self._create(secrets.token_hex(8), owner="")
+            except HostMemoryFull as exc:
+                log.info("warm pool: not refilled: %s", exc.message)
+                return
             except AgentcellError as exc:
                 log.error("warm pool: could not start a cell: %s", exc)
                 return
@@ -311,6 +439,7 @@ class CellManager:
         for info in containers:
             if info.container_id in known:
                 continue
+            self.uids.record(info.cell_id, LEGACY_UID if info.uid is None else info.uid)
             owner = owners.get(info.cell_id)
             if owner is not None and owner not in self._cells:
                 self._cells[owner] = self._adopt(info, owner)
@@ -325,6 +454,7 @@ class CellManager:
         live = {c.cell_id for c in self.cells()} | set(owners)
         for cell_id in self.workspaces.ids() - live:
             await asyncio.to_thread(self._delete_cell_files, cell_id)
+        await self._unmount_unused()
 
     def _poolable(self, info: ContainerInfo) -> bool:
         return (
@@ -362,9 +492,11 @@ class CellManager:
         if cell.container_id:
             await asyncio.to_thread(self.backend.remove, cell.container_id)
         cell.state = CellState.REMOVED
+        await asyncio.to_thread(self.workspaces.unmount, cell.cell_id)
 
     def _delete_cell_files(self, cell_id: str) -> None:
         self.workspaces.delete(cell_id)
+        self.uids.forget(cell_id)
         control = self._control_root / cell_id
         with contextlib.suppress(FileNotFoundError):
             (control / SOCKET_NAME).unlink()
@@ -386,10 +518,7 @@ class CellManager:
                     await self._remove_container(cell)
                     report.removed += 1
                 elif idle >= s.idle_stop_s and cell.state is not CellState.STOPPED:
-                    if cell.state is CellState.PAUSED:
-                        await asyncio.to_thread(self.backend.unpause, cell.container_id)
-                    await asyncio.to_thread(self.backend.stop, cell.container_id)
-                    cell.state = CellState.STOPPED
+                    await self._stop_locked(cell)
                     report.stopped += 1
                 elif idle >= s.idle_pause_s and cell.state is CellState.RUNNING:
                     await asyncio.to_thread(self.backend.pause, cell.container_id)

@@ -21,8 +21,6 @@ from agentcell.errors import AgentcellError
 
 log = logging.getLogger(__name__)
 
-CELL_UID = 1000
-
 
 class WorkspaceError(AgentcellError):
     code = "workspace_error"
@@ -61,19 +59,26 @@ class Workspaces:
     def exists(self, ws_id: str) -> bool:
         return self.path(ws_id).is_dir()
 
-    def ensure(self, ws_id: str) -> Path:
-        """Create the workspace if needed and make sure it is mounted. Idempotent."""
+    def mounted(self, ws_id: str) -> bool:
+        return str(self.path(ws_id)) in _mounted_points()
+
+    def ensure(self, ws_id: str, uid: int) -> Path:
+        """Create the workspace if needed (owned by ``uid``) and make sure it is mounted.
+
+        Idempotent, and every path that starts a container calls it: after a reboot the image
+        is not mounted, and a container started then would see the empty directory below the
+        mount point and write the user's files onto the host's disk."""
         path = self.path(ws_id)
         image = self._image(ws_id)
         if not self.enforced:
             path.mkdir(exist_ok=True)
             if os.geteuid() == 0:
-                os.chown(path, CELL_UID, CELL_UID)
+                os.chown(path, uid, uid)
             else:
                 path.chmod(0o777)  # the cell's uid may not be ours
             return path
         path.mkdir(exist_ok=True, mode=0o755)
-        if str(path) in _mounted_points():
+        if self.mounted(ws_id):
             return path
         fresh = not image.exists()
         if fresh:
@@ -86,7 +91,7 @@ class Workspaces:
                 "-m",
                 "0",
                 "-E",
-                f"lazy_itable_init=1,lazy_journal_init=1,root_owner={CELL_UID}:{CELL_UID}",
+                f"lazy_itable_init=1,lazy_journal_init=1,root_owner={uid}:{uid}",
                 str(image),
             )
         _run("mount", "-o", "loop,nosuid,nodev", str(image), str(path))
@@ -95,8 +100,10 @@ class Workspaces:
         return path
 
     def unmount(self, ws_id: str) -> None:
+        """Only for a workspace no running container uses: a running one keeps its bind mount
+        of the old mount, and mounting the image again under it would mount one ext4 twice."""
         path = self.path(ws_id)
-        if self.enforced and str(path) in _mounted_points():
+        if self.enforced and self.mounted(ws_id):
             _run("umount", "--lazy", str(path))
 
     def delete(self, ws_id: str) -> None:

@@ -34,6 +34,7 @@ async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Healt
         docker=docker_ok,
         database=database_ok,
         version=__version__,
+        workspace_quota=cells.workspaces.enforced,
     )
 
 

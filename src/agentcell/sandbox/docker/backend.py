@@ -10,7 +10,8 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import Mount
+import requests
+from docker.types import LogConfig, Mount
 
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
@@ -24,7 +25,10 @@ log = logging.getLogger(__name__)
 LABEL_CELL = "agentcell.cell"
 LABEL_OWNER = "agentcell.owner"
 LABEL_INSTANCE = "agentcell.instance"
-CELL_UID = 1000
+LABEL_UID = "agentcell.uid"
+CELL_UID = 1000  # CellSpec's default uid (the manager gives each cell its own)
+LOG_MAX_SIZE = "1m"  # PID 1's stdout (docker logs) is kept to LOG_MAX_FILES files of this size
+LOG_MAX_FILES = 2
 # The image's CMD, plus --warm: the default python context starts with the cell, so even a new
 # user's first exec finds it running (~3 MiB, shared copy-on-write with the server).
 COMMAND = [
@@ -57,6 +61,8 @@ def _translated(action: str) -> Iterator[None]:
         raise BackendError(f"Docker refused to {action}: {exc.explanation or exc}") from exc
     except docker.errors.DockerException as exc:
         raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
+    except requests.exceptions.RequestException as exc:  # the engine's socket went away
+        raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
 
 
 def host_config(spec: CellSpec) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def host_config(spec: CellSpec) -> dict[str, Any]:
     lim = spec.limits
     mib = 1024 * 1024
     config: dict[str, Any] = {
-        "user": f"{CELL_UID}:{CELL_UID}",
+        "user": f"{spec.uid}:{spec.uid}",
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "read_only": True,
@@ -82,7 +88,11 @@ def host_config(spec: CellSpec) -> dict[str, Any]:
             Mount(WORKSPACE, str(spec.workspace), type="bind"),
             Mount(CONTROL_DIR, str(spec.control_dir), type="bind"),
         ],
-        "environment": {"HOME": "/tmp"},
+        # No passwd entry has the cell's uid: tools that want a name read these.
+        "environment": {"HOME": "/tmp", "USER": "cell", "LOGNAME": "cell"},
+        "log_config": LogConfig(
+            type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": str(LOG_MAX_FILES)}
+        ),
         "stop_signal": "SIGTERM",
     }
     if spec.runtime:
@@ -135,6 +145,7 @@ class DockerBackend:
             LABEL_CELL: spec.cell_id,
             LABEL_OWNER: spec.owner,
             LABEL_INSTANCE: self.instance,
+            LABEL_UID: str(spec.uid),
         }
         with _translated(f"create cell {spec.cell_id}"):
             container = self.client.containers.create(
@@ -209,6 +220,7 @@ class DockerBackend:
             exit_code=exit_code if status in ("exited", "dead") else None,
             oom_killed=bool(state.get("OOMKilled")),
             labels=labels,
+            uid=int(labels[LABEL_UID]) if labels.get(LABEL_UID, "").isdigit() else None,
         )
 
 
