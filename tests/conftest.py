@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import secrets
 import socket
 import threading
@@ -33,6 +34,14 @@ from tests.scripted import Scripted, echo
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "agentcell.test"
 _instances = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own AGENTCELL_* (say AGENTCELL_NETWORK or AGENTCELL_MODEL) must not leak
+    into the Settings that tests build; tests that want one set it themselves."""
+    for name in [n for n in os.environ if n.startswith("AGENTCELL_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
