@@ -70,7 +70,7 @@ def make_settings(tmp_path: Path, minimal_image: str) -> SettingsFactory:
     """Settings on a fresh data dir, small limits, no pool unless asked."""
 
     def make(**overrides: object) -> Settings:
-        limits = CellLimits(memory_mb=256, workspace_mb=64, **overrides.pop("limits", {}))  # type: ignore[arg-type]
+        limits = CellLimits(**{"memory_mb": 256, "workspace_mb": 64, **overrides.pop("limits", {})})  # type: ignore[arg-type, dict-item]
         values: dict[str, object] = {
             "data_dir": tmp_path / f"data{next(_instances)}",
             "instance_id": f"test-{RUN_ID}-{next(_instances)}",

@@ -197,7 +197,7 @@ def list_page(path: str, prefix: str, limit: int, cursor: str) -> p.Entries:
     after = b""
     if cursor:
         try:
-            after = base64.urlsafe_b64decode(cursor.encode("ascii"))
+            after = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
         except (binascii.Error, UnicodeError, ValueError):
             raise Fail("invalid_request", "this cursor is not one a listing gave") from None
     with os.scandir(path) as it:
