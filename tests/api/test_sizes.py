@@ -37,7 +37,8 @@ def big(make_server: ServerFactory, make_settings: SettingsFactory) -> Iterator[
             http.post("/v1/cell/exec", json={"code": code, "timeout_s": 300}, headers=auth),
             http.post("/v1/cell/exec", json={"language": "shell", "code": sparse}, headers=auth),
         ):
-            assert made.status_code == 200 and made.json()["exit_code"] == 0, made.text
+            assert made.status_code == 200, made.text
+            assert made.json()["exit_code"] == 0, made.text
         yield live, key
 
 
