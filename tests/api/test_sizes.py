@@ -17,8 +17,6 @@ FILES = 65_000
 NAME = "{:05d}-" + "n" * 60  # long enough that one message for all of them was too large
 
 
-
-
 @pytest.fixture
 def big(make_server: ServerFactory, make_settings: SettingsFactory) -> Iterator[tuple[Live, str]]:
     # 2 GiB: enough inodes for 65,000 files, and 4 KiB blocks so that a 1 TiB file can exist
