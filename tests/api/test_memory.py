@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import Live, ServerFactory, SettingsFactory
+from tests.memory import Peak, rss
 
 pytestmark = pytest.mark.docker
 
@@ -32,35 +31,6 @@ async def main(url, key, n, code):
             assert r.json()['truncated'], 'the flood should reach the limit'
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 """
-
-
-def rss() -> int:
-    """This process's resident memory now (not its lifetime peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-class Peak:
-    """The highest RSS seen while the block runs, sampled every 10 ms."""
-
-    def __init__(self) -> None:
-        self.value = rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.value = max(self.value, rss())
-
-    def __enter__(self) -> Peak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture
