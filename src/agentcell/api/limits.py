@@ -91,9 +91,6 @@ class Running:
         finally:
             self.release(key)
 
-    def count(self, key: str) -> int:
-        return self._counts.get(key, 0)
-
 
 @dataclass
 class Limits:
