@@ -44,6 +44,8 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "AGENTCELL_LABELS": '{"agentcell.bench": "1"}',
         "AGENTCELL_POOL_SIZE": "0",
         "AGENTCELL_LIMITS__WORKSPACE_MB": "128",
+        "AGENTCELL_RATE_LIMIT_PER_S": "1000000",  # latency is measured here, not the limiter
+        "AGENTCELL_RATE_LIMIT_BURST": "1000000",
     }
     cmd = [sys.executable, "-m", "agentcell.cli", "serve", "--port", str(port)]
     log = (data_dir / "server.log").open("wb")
@@ -173,6 +175,43 @@ def stream_memory(client: httpx.Client, key: str, pid: int) -> tuple[float, floa
     return elapsed, before, peak
 
 
+async def _json_floods(url: str, key: str, parallel: int) -> list[bool]:
+    code = "import sys\nfor _ in range(64):\n    sys.stdout.write('x' * (1 << 20))\n"
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(url) as client:
+
+        async def call(i: int) -> bool:
+            body = {"code": code, "context": f"flood{i}"}
+            async with client.post("/v1/cell/exec", json=body, headers=headers) as r:
+                return r.status == 200 and bool((await r.json())["truncated"])
+
+        return await asyncio.gather(*(call(i) for i in range(parallel)))
+
+
+def json_memory(url: str, key: str, pid: int, parallel: int = 5) -> tuple[float, float, float]:
+    """``parallel`` execs flooding 64 MiB of stdout each, answered as JSON (so cut at the JSON
+    output limit); return the server's RSS before, at its peak and after, in MiB."""
+    before = rss_mib(pid)
+    peak = before
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mib(pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        answers = asyncio.run(_json_floods(url, key, parallel))
+    finally:
+        stop.set()
+        sampler.join()
+    assert all(answers), answers
+    return before, peak, rss_mib(pid)
+
+
 def main(quick: bool) -> None:
     n = 100 if quick else 1000
     users = 10 if quick else 50
@@ -197,6 +236,10 @@ def main(quick: bool) -> None:
                 base = docker_exec_baseline(cells[0]["container_id"], 20 if quick else 50)
                 console.print("10 MB stream…")
                 stream_ms, rss_before, rss_peak = stream_memory(client, keys[0], proc.pid)
+                console.print("5 parallel JSON floods…")
+                t0 = time.perf_counter()
+                floods = json_memory(url, keys[0], proc.pid)
+                floods_ms = (time.perf_counter() - t0) * 1000
             console.print(f"{users} users × 20 execs…")
             with httpx.Client(base_url=url, timeout=120) as client:
                 asyncio.run(crowd(url, keys[1:], 1))  # cells made before the clock starts
@@ -236,6 +279,12 @@ def main(quick: bool) -> None:
             [stream_ms],
             "memory flat",
             f"server RSS {rss_before:.0f} → peak {rss_peak:.0f} MiB",
+        ),
+        (
+            "5 parallel 64 MiB stdout floods as JSON",
+            [floods_ms],
+            "memory bounded",
+            f"server RSS {floods[0]:.0f} → peak {floods[1]:.0f} → after {floods[2]:.0f} MiB",
         ),
     ):
         table.add_row(

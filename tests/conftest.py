@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import secrets
 import socket
 import threading
@@ -35,6 +36,14 @@ TEST_LABEL = "agentcell.test"
 _instances = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _no_developer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own AGENTCELL_* (say AGENTCELL_NETWORK or AGENTCELL_MODEL) must not leak
+    into the Settings that tests build; tests that want one set it themselves."""
+    for name in [n for n in os.environ if n.startswith("AGENTCELL_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
@@ -61,7 +70,7 @@ def make_settings(tmp_path: Path, minimal_image: str) -> SettingsFactory:
     """Settings on a fresh data dir, small limits, no pool unless asked."""
 
     def make(**overrides: object) -> Settings:
-        limits = CellLimits(memory_mb=256, workspace_mb=64, **overrides.pop("limits", {}))  # type: ignore[arg-type]
+        limits = CellLimits(**{"memory_mb": 256, "workspace_mb": 64, **overrides.pop("limits", {})})  # type: ignore[arg-type, dict-item]
         values: dict[str, object] = {
             "data_dir": tmp_path / f"data{next(_instances)}",
             "instance_id": f"test-{RUN_ID}-{next(_instances)}",

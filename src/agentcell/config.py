@@ -95,6 +95,41 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="stdout+stderr kept per exec; the rest is dropped"
     )
     start_timeout_s: float = Field(20, gt=0, description="wait this long for a new cell's executor")
+    json_output_limit_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="stdout+stderr kept per exec answered as JSON (the server holds it whole); "
+        "streams get output_limit_bytes",
+    )
+    stream_send_timeout_s: float = Field(
+        30,
+        gt=0,
+        description="a stream whose client takes no data this long is closed, its exec stopped",
+    )
+    body_timeout_s: float = Field(
+        30,
+        gt=0,
+        description="a request body that pauses this long, or is slower on average than "
+        "body_min_rate_bytes_s after this long, is refused (408)",
+    )
+    body_min_rate_bytes_s: int = Field(
+        1024, ge=0, description="slowest accepted average upload rate; 0 = no minimum"
+    )
+    rate_limit_per_s: float = Field(
+        50, gt=0, description="requests a second per user (token bucket; the admin is exempt)"
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="requests a user may send at once")
+    lifecycle_limit_per_min: float = Field(
+        12, gt=0, description="cell restarts and deletes a minute per user"
+    )
+    lifecycle_burst: int = Field(5, ge=1, description="cell restarts and deletes at once")
+    max_running_per_user: int = Field(
+        8, ge=1, description="execs and file transfers one user may have running at once"
+    )
+    max_download_bytes: int = Field(4 * 1024**3, ge=1, description="largest file a download sends")
+    max_zip_bytes: int = Field(
+        4 * 1024**3, ge=1, description="largest total size of the files a ZIP takes in"
+    )
 
     model: str = Field(
         "",

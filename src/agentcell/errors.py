@@ -201,6 +201,26 @@ class AgentLimitReached(AgentcellError):
     code = "agent_limit"
 
 
+class RateLimited(AgentcellError):
+    """Too many requests from one user; ``retry_after_s`` says when to come back."""
+
+    status_code = 429
+    code = "rate_limited"
+    hint = "slow down: retry after the number of seconds in the Retry-After header"
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeout(AgentcellError, TimeoutError):
+    """The client sent its request body too slowly, or stopped sending it."""
+
+    status_code = 408
+    code = "request_timeout"
+    hint = "send the whole body without pausing; on a slow link, upload smaller files"
+
+
 # Error codes the executor sends, mapped to the exception the host raises.
 BY_CODE: dict[str, type[AgentcellError]] = {
     cls.code: cls

@@ -12,9 +12,11 @@ from pydantic_ai.models.function import AgentInfo
 
 from agentcell.agent.events import AgentStep, Done, Failed, Text, ToolCall, ToolResult
 from agentcell.agent.runner import run_turn
+from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
 from tests.agent.conftest import call, collect, prompt_of, returns, role, scripted, text
 from tests.conftest import ManagerFactory
+from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
@@ -236,9 +238,16 @@ def sleepy_script(_messages: list[ModelMessage], info: AgentInfo) -> ModelRespon
         return call("delegate_coder", task="sleep")
     return call(
         "run_python",
-        code="import time\nstate = 'sleeping'\ntry:\n    time.sleep(60)\n"
+        code="import time\nstate = 'sleeping'\nopen('/tmp/sleeping', 'w').close()\n"
+        "try:\n    time.sleep(60)\n"
         "except KeyboardInterrupt:\n    state = 'interrupted'\n    raise\n",
     )
+
+
+async def _sleeping(cell: Cell) -> bool:
+    """sleepy_script's code has reached time.sleep (asked from a shell, beside the context)."""
+    probe = await cell.exec("test -e /tmp/sleeping", language="shell", timeout_s=10)
+    return probe.exit_code == 0
 
 
 async def test_closing_the_stream_interrupts_the_running_code(manager: CellManager) -> None:
@@ -254,7 +263,7 @@ async def test_closing_the_stream_interrupts_the_running_code(manager: CellManag
     async for event in stream:
         if isinstance(event, ToolCall) and event.tool == "run_python":
             break
-    await asyncio.sleep(0.5)  # let it reach time.sleep
+    await until("the code reaches time.sleep", lambda: _sleeping(cell))
     t0 = time.monotonic()
     await stream.aclose()  # type: ignore[attr-defined]
     result = await cell.exec("print(state)", context="s-s7", timeout_s=10)
@@ -281,7 +290,7 @@ async def test_cancelling_the_consumer_task_interrupts_too(manager: CellManager)
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(started.wait(), 10)
-    await asyncio.sleep(0.5)
+    await until("the code reaches time.sleep", lambda: _sleeping(cell))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

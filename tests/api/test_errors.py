@@ -156,3 +156,20 @@ def test_a_timed_out_exec_says_so(user: httpx.Client) -> None:
     r = user.post("/v1/cell/exec", json={"code": "import time; time.sleep(30)", "timeout_s": 1})
     assert r.status_code == 200
     assert r.json()["timed_out"] is True
+
+
+def test_a_wrong_token_is_neither_a_key_nor_the_admin_token(server: Live) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        wrong = {"Authorization": "Bearer adm_not-the-token"}
+        err = assert_error(http.get("/v1/users", headers=wrong), 401, "unauthorized")
+    assert "neither a valid API key nor the admin token" in err["message"]
+    assert "admin_token" in err["hint"]
+
+
+def test_malformed_json_says_where_in_words(user: httpx.Client) -> None:
+    body = b'{"code": "print(1)",\n  "language": shell}'
+    err = assert_error(user.post("/v1/cell/exec", content=body), 422, "invalid_request")
+    assert err["message"] == (
+        "the request body is not valid JSON: Expecting value at line 2, column 15"
+    )
+    assert "JSON object" in err["hint"]

@@ -16,6 +16,7 @@ from agentcell.errors import ExecutorError, ExecutorUnreachable
 from agentcell.executor import client as client_module
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME, Exec, Output
+from tests.waiting import until
 
 from .conftest import HostExecutor
 
@@ -45,8 +46,14 @@ async def test_a_symlinked_socket_is_refused(
     (control / SOCKET_NAME).symlink_to(target)
     with pytest.raises(ExecutorUnreachable):
         await ExecutorClient(control).ping()
-    await asyncio.sleep(0.1)  # a connection, had there been one, would have been recorded
-    assert received == []
+    # A marker connection of our own: once it is recorded, one made before it would be too.
+    _, writer = await asyncio.open_unix_connection(str(target))
+    writer.write(b"marker")
+    await writer.drain()
+    await until("the marker connection is recorded", lambda: b"marker" in received)
+    writer.close()
+    await writer.wait_closed()
+    assert received == [b"marker"]
 
 
 async def test_a_symlinked_socket_to_the_real_executor_is_refused(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import resource
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from agentcell.executor.protocol import Output
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID
 from tests.conftest import ManagerFactory
+from tests.memory import Peak, rss
 
 pytestmark = pytest.mark.docker
 
@@ -178,15 +178,15 @@ async def test_ten_megabytes_of_stdout_stream_without_host_memory_growth(
     manager: CellManager,
 ) -> None:
     cell = await manager.ensure("bob")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = rss()  # now, not the lifetime peak: an earlier test's peak must not hide ours
     received = 0
     code = "import sys\nfor _ in range(160): sys.stdout.write('x' * 65535 + '\\n')"
-    async for event in cell.stream(code, timeout_s=60):
-        if isinstance(event, Output):
-            received += len(event.data)
+    with Peak() as peak:
+        async for event in cell.stream(code, timeout_s=60):
+            if isinstance(event, Output):
+                received += len(event.data)
     assert received == 160 * 65536
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown_kib < 48 * 1024
+    assert peak.value - before < 48 * 2**20
     capped = await cell.exec(code, output_limit=1024 * 1024, timeout_s=60)
     assert capped.truncated
     assert len(capped.stdout.encode()) <= 1024 * 1024

@@ -13,6 +13,7 @@ from agentcell.executor.protocol import Exit, Output
 from agentcell.sandbox.base import CellState
 from agentcell.sandbox.manager import CellManager
 from tests.conftest import ManagerFactory, destroy, label_filter
+from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
@@ -56,20 +57,13 @@ async def test_warm_pool_hands_out_a_fresh_running_cell(
     make_manager: ManagerFactory, docker_client: docker.DockerClient
 ) -> None:
     async with make_manager(pool_size=1) as manager:
-        for _ in range(200):
-            if manager.pool_size == 1:
-                break
-            await asyncio.sleep(0.05)
+        await until("the pool fills", lambda: manager.pool_size == 1)
         pooled = {c.cell_id for c in manager.cells() if not c.owner}
         assert len(pooled) == 1
         cell = await manager.ensure("carol")
         assert cell.cell_id in pooled
         assert (await cell.exec("import os; print(os.listdir('.'))")).stdout == "[]\n"
-        for _ in range(200):  # the pool refills in the background
-            if manager.pool_size == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert manager.pool_size == 1
+        await until("the pool refills in the background", lambda: manager.pool_size == 1)
         assert len(containers(docker_client, manager)) == 2
 
 

@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentcell import __version__
 from agentcell.api import errors
 from agentcell.api.auth import KeyCache, ensure_admin_token
+from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import audit, cell, files, ops, sessions, users
+from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
 from agentcell.sandbox.manager import CellManager
 from agentcell.store import Store
@@ -84,7 +86,9 @@ class JsonBodies:
             and scope["path"] != UPLOAD_PATH
         ):
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            # In place: the router records the matched route on this very scope, and the
+            # metrics middleware outside reads it from there.
+            scope["headers"] = [*headers, (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
 
 
@@ -112,11 +116,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keys = KeyCache()
+    app.state.limits = Limits.from_settings(settings)
     app.state.metrics = Metrics(lambda: _cell_states(app.state.cells))
     errors.install(app)
     for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
+    app.add_middleware(
+        BodyTimeout, idle_s=settings.body_timeout_s, min_rate=settings.body_min_rate_bytes_s
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics
 from agentcell.config import Settings
 from agentcell.errors import Forbidden, Unauthorized
@@ -37,7 +38,13 @@ async def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def _limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+LimitsDep = Annotated[Limits, Depends(_limits)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 StoreDep = Annotated[Store, Depends(_store)]
 CellsDep = Annotated[CellManager, Depends(_cells)]
@@ -66,7 +73,12 @@ async def _principal(
         return Principal(user=None)
     user = await request.app.state.keys.user(store, token)
     if user is None:
-        raise Unauthorized("this API key is not valid", hint="ask the admin for a new key")
+        raise Unauthorized(
+            "the token sent is neither a valid API key nor the admin token",
+            hint="a user sends the API key that 'agentcell users add' printed (the admin can "
+            "make a new one); the admin sends the token in the data dir's admin_token file",
+        )
+    request.app.state.limits.requests.take(user.id)  # the admin is not rate-limited
     return Principal(user=user)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from agentcell.api.schemas import ErrorResponse
-from agentcell.errors import AgentcellError
+from agentcell.errors import AgentcellError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,10 @@ async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentcellError)
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
-    return error_response(exc.status_code, exc.code, exc.message, exc.hint)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return error_response(exc.status_code, exc.code, exc.message, exc.hint, headers)
 
 
 def _allowed_methods(request: Request) -> str:
@@ -74,8 +79,26 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
+def _json_problem(error: Mapping[str, Any], doc: object) -> str:
+    """FastAPI says ``19: JSON decode error``: say where, as line and column, in words."""
+    pos = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    text = doc if isinstance(doc, str) else ""
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    reason = str(error.get("ctx", {}).get("error", "invalid JSON"))
+    return f"the request body is not valid JSON: {reason} at line {line}, column {column}"
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    decode = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if decode:
+        return error_response(
+            422,
+            "invalid_request",
+            _json_problem(decode[0], exc.body),
+            'send one JSON object, e.g. {"code": "print(1)"}',
+        )
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
         for e in exc.errors()
@@ -90,7 +113,14 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal", "internal error", "the server log has the details")
 
 
+async def _client_gone(request: Request, _: Exception) -> Response:
+    """The client left mid-body (or was cut off for sending too slowly): nobody to answer."""
+    log.info("client went away while sending %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(AgentcellError, _agentcell_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

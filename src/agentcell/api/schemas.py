@@ -99,6 +99,9 @@ class FileEntry(BaseModel):
 class FileList(BaseModel):
     path: str
     entries: list[FileEntry]
+    next_cursor: str | None = Field(
+        None, description="more entries follow: pass this as cursor for the next page"
+    )
 
 
 class FileWritten(BaseModel):

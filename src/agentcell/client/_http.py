@@ -213,8 +213,9 @@ class Api:
         )
 
     @staticmethod
-    def files_list(path: str | Path) -> Call[FileList]:
-        return Call("GET", "/v1/files", _model(FileList), params={"path": str(path)})
+    def files_list(path: str | Path, cursor: str | None = None) -> Call[FileList]:
+        params = {"path": str(path)} | ({"cursor": cursor} if cursor else {})
+        return Call("GET", "/v1/files", _model(FileList), params=params)
 
     @staticmethod
     def files_raw(path: str | Path) -> Call[None]:
@@ -373,3 +374,9 @@ def download_to(dest: Dest) -> Iterator[IO[bytes]]:
         part.replace(path)
     finally:
         part.unlink(missing_ok=True)
+
+
+def joined(first: FileList, rest: list[FileList]) -> FileList:
+    """The pages of one listing as one, with no next_cursor."""
+    entries = [e for page in (first, *rest) for e in page.entries]
+    return FileList(path=first.path, entries=entries)

@@ -36,6 +36,7 @@ from agentcell.client._http import (
     Upload,
     achunks,
     download_to,
+    joined,
     raise_for,
     transport_errors,
     upload,
@@ -127,7 +128,14 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         yield events.exit()
 
     async def files_list(self, path: str | Path = ".") -> FileList:
-        return await self._send(Api.files_list(path))
+        """Every entry of a folder (or the one file), following the server's pages."""
+        page = await self._send(Api.files_list(path))
+        rest: list[FileList] = []
+        cursor = page.next_cursor
+        while cursor:
+            rest.append(await self._send(Api.files_list(path, cursor)))
+            cursor = rest[-1].next_cursor
+        return joined(page, rest)
 
     async def files_get(self, path: str | Path) -> bytes:
         async with self._stream(Api.files_raw(path)) as r:

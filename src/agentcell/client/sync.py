@@ -35,6 +35,7 @@ from agentcell.client._http import (
     Upload,
     chunks,
     download_to,
+    joined,
     raise_for,
     transport_errors,
     upload,
@@ -123,7 +124,14 @@ class Client(BaseClient[httpx.Client]):
         yield events.exit()
 
     def files_list(self, path: str | Path = ".") -> FileList:
-        return self._send(Api.files_list(path))
+        """Every entry of a folder (or the one file), following the server's pages."""
+        page = self._send(Api.files_list(path))
+        rest: list[FileList] = []
+        cursor = page.next_cursor
+        while cursor:
+            rest.append(self._send(Api.files_list(path, cursor)))
+            cursor = rest[-1].next_cursor
+        return joined(page, rest)
 
     def files_get(self, path: str | Path) -> bytes:
         with self._stream(Api.files_raw(path)) as r:

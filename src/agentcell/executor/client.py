@@ -172,19 +172,32 @@ class ExecutorClient:
         await self._call(p.CloseContext(context), p.Ok)
 
     async def list(self, path: str = ".") -> builtins.list[Entry]:
-        return (await self._call(p.ListDir(path), p.Entries)).entries
+        """Every entry of the folder (or the one file), page after page."""
+        entries: builtins.list[Entry] = []
+        cursor = ""
+        while True:
+            page = await self.list_page(path, cursor=cursor)
+            entries += page.entries
+            if not (cursor := page.next_cursor):
+                return entries
+
+    async def list_page(self, path: str = ".", limit: int = 0, cursor: str = "") -> p.Entries:
+        """One page of the folder's entries, by name; pass ``next_cursor`` for the next."""
+        return await self._call(p.ListDir(path, limit, cursor), p.Entries)
 
     async def delete(self, path: str, recursive: bool = False) -> None:
         await self._call(p.Delete(path, recursive), p.Ok)
 
-    async def read(self, path: str) -> AsyncGenerator[bytes, None]:
-        """The file's bytes, in chunks of up to protocol.CHUNK_BYTES."""
-        async for chunk in self._chunks(p.Read(path), path):
+    async def read(self, path: str, max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        """The file's bytes, in chunks of up to protocol.CHUNK_BYTES. A file larger than
+        ``max_bytes`` (0 = no limit) raises FileTooLarge before any data."""
+        async for chunk in self._chunks(p.Read(path, max_bytes), path):
             yield chunk
 
-    async def zip(self, path: str = ".") -> AsyncGenerator[bytes, None]:
-        """A ZIP of the folder, streamed as the cell makes it (links and special files left out)."""
-        async for chunk in self._chunks(p.Zip(path), path):
+    async def zip(self, path: str = ".", max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        """A ZIP of the folder, streamed as the cell makes it (links and special files left out).
+        Files adding up to more than ``max_bytes`` (0 = no limit) raise FileTooLarge first."""
+        async for chunk in self._chunks(p.Zip(path, max_bytes), path):
             yield chunk
 
     async def _chunks(self, request: p.Read | p.Zip, path: str) -> AsyncGenerator[bytes, None]:

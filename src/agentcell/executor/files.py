@@ -25,6 +25,7 @@ from .procs import killpg, watch_exit
 
 MAX_DEPTH = 256  # levels in a request's path (shutil.rmtree and friends recurse per level)
 ZIPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zipper.py")
+ZIP_TOO_LARGE = 3  # zipper.py's exit code when the files add up to more than asked
 
 
 class Files:
@@ -58,21 +59,23 @@ class Files:
         with os_errors(req.path):
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode):
-                prefix = f"{rel}/" if rel else ""
-                with os.scandir(path) as it:
-                    entries = [
-                        entry(e.name, prefix + e.name, e.stat(follow_symlinks=False)) for e in it
-                    ]
-                entries.sort(key=lambda e: e.name)
+                page = list_page(path, f"{rel}/" if rel else "", req.limit, req.cursor)
             else:
-                entries = [entry(name, rel, st)]
-        conn.write(p.Entries(entries).encode())
+                page = p.Entries([entry(name, rel, st)])
+        conn.write(page.encode())
 
     async def read(self, req: p.Read, conn: Conn) -> None:
         path = self.follow(req.path)
         with os_errors(req.path):
             fd = open_regular(path, req.path, os.O_RDONLY)
         size = 0
+        if req.max_bytes and (length := os.fstat(fd).st_size) > req.max_bytes:
+            os.close(fd)
+            raise Fail(
+                "file_too_large",
+                f"{req.path} is {size_words(length)}; downloads are limited to "
+                f"{size_words(req.max_bytes)}",
+            )
         try:
             while chunk := os.read(fd, p.CHUNK_BYTES):
                 size += len(chunk)
@@ -91,7 +94,7 @@ class Files:
         out, into = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", ZIPPER, folder],
+                [sys.executable, "-I", ZIPPER, folder, str(req.max_bytes)],
                 stdin=subprocess.DEVNULL,
                 stdout=into,
                 stderr=subprocess.DEVNULL,
@@ -107,7 +110,14 @@ class Files:
                 size += len(chunk)
                 conn.write(encode(p.Chunk(base64.b64encode(chunk).decode())))
                 await conn.drain()
-            if os.waitstatus_to_exitcode(await exited) != 0:
+            status = os.waitstatus_to_exitcode(await exited)
+            if status == ZIP_TOO_LARGE:
+                raise Fail(
+                    "file_too_large",
+                    f"the files in {req.path} add up to more than {size_words(req.max_bytes)}, "
+                    "the limit of a ZIP",
+                )
+            if status != 0:
                 raise Fail("internal", f"making the ZIP of {req.path} failed")
         finally:
             os.close(out)
@@ -178,6 +188,44 @@ async def read_some(fd: int) -> bytes:
                 await ready
             finally:
                 loop.remove_reader(fd)
+
+
+def list_page(path: str, prefix: str, limit: int, cursor: str) -> p.Entries:
+    """The entries of folder ``path`` after ``cursor`` (the last name of the page before, as
+    base64 of its bytes), by name: at most ``limit`` and about LIST_PAGE_BYTES of them."""
+    limit = min(limit or p.LIST_PAGE, p.LIST_PAGE_MAX)
+    after = b""
+    if cursor:
+        try:
+            after = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
+        except (binascii.Error, UnicodeError, ValueError):
+            raise Fail("invalid_request", "this cursor is not one a listing gave") from None
+    with os.scandir(path) as it:
+        found = sorted((os.fsencode(e.name), e) for e in it if os.fsencode(e.name) > after)
+    entries: list[p.Entry] = []
+    room = p.LIST_PAGE_BYTES
+    taken, last = 0, after
+    for key, item in found[:limit]:
+        room -= 2 * len(prefix) + 4 * len(item.name) + 128  # JSON escapes at most quadruple
+        if room < 0 and taken:
+            break
+        taken, last = taken + 1, key
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            entries.append(entry(item.name, prefix + item.name, item.stat(follow_symlinks=False)))
+    more = len(found) > taken
+    return p.Entries(entries, base64.urlsafe_b64encode(last).decode() if more else "")
+
+
+def size_words(size: int) -> str:
+    """A byte count as people say it: 512 bytes, 1.5 MiB, 1.0 TiB."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024 or unit == "PiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def inside(real: str, root: str) -> bool:

@@ -17,6 +17,9 @@ SOCKET_NAME = "exec.sock"
 CONTROL_DIR = "/run/agentcell"  # inside the cell
 WORKSPACE = "/workspace"  # inside the cell
 CHUNK_BYTES = 256 * 1024  # raw bytes per file data frame (sent base64-encoded)
+LIST_PAGE = 1000  # entries in a listing page, unless asked for fewer
+LIST_PAGE_MAX = 10_000
+LIST_PAGE_BYTES = 1024 * 1024  # a page ends early rather than grow past this (long names)
 
 Language = Literal["python", "shell"]
 Stream = Literal["stdout", "stderr"]
@@ -71,14 +74,19 @@ class CloseContext(Message):
 
 @dataclass
 class ListDir(Message):
+    """One page of a folder's entries, by name; ``cursor`` is a page's ``next_cursor``."""
+
     kind: ClassVar[str] = "list"
     path: str = "."
+    limit: int = 0  # 0 = LIST_PAGE
+    cursor: str = ""
 
 
 @dataclass
 class Read(Message):
     kind: ClassVar[str] = "read"
     path: str
+    max_bytes: int = 0  # a larger file is refused before any data is sent; 0 = no limit
 
 
 @dataclass
@@ -88,6 +96,7 @@ class Zip(Message):
 
     kind: ClassVar[str] = "zip"
     path: str = "."
+    max_bytes: int = 0  # the files' total size; a larger folder is refused up front; 0 = none
 
 
 @dataclass
@@ -165,6 +174,7 @@ class Entry:
 class Entries(Message):
     kind: ClassVar[str] = "entries"
     entries: list[Entry]
+    next_cursor: str = ""  # "" = the last page
 
 
 @dataclass

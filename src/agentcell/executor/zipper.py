@@ -1,4 +1,4 @@
-"""Write a ZIP of a folder to stdout: ``python3 -I zipper.py FOLDER``.
+"""Write a ZIP of a folder to stdout: ``python3 -I zipper.py FOLDER [MAX_BYTES]``.
 
 The server runs this as its own process (so a large folder never stalls the server's loop), as
 the cell's user. Only regular files and directories go in: links are never followed and FIFOs,
@@ -53,5 +53,26 @@ def zip_tree(root: str, out: IO[bytes]) -> None:
                 _add_file(zf, os.path.join(folder, name), prefix + name)
 
 
+def total_size(root: str) -> int:
+    """The bytes the regular files under root hold, as zip_tree would take them in."""
+    total = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+TOO_LARGE = 3  # the exit code when the files add up to more than the limit asked
+
+
 if __name__ == "__main__":
+    limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    if limit and total_size(sys.argv[1]) > limit:
+        sys.exit(TOO_LARGE)
     zip_tree(sys.argv[1], sys.stdout.buffer)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from agentcell.errors import (
     InvalidRequest,
 )
 from agentcell.executor.client import ExecResult, ExecutorClient
-from agentcell.executor.protocol import Entry, Exec, Exit, Language, Output
+from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output
 from agentcell.sandbox.base import CellState, ContainerInfo
 
 if TYPE_CHECKING:
@@ -152,19 +152,24 @@ class CellFiles:
         async with self.cell.using() as client:
             return await client.list(path)
 
+    async def page(self, path: str = ".", limit: int = 0, cursor: str = "") -> Entries:
+        """One page of a folder's entries; ``next_cursor`` asks for the next."""
+        async with self.cell.using() as client:
+            return await client.list_page(path, limit, cursor)
+
     async def read_bytes(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         async with self.cell.using() as client:
             return await client.read_bytes(path, max_bytes)
 
-    async def read(self, path: str) -> AsyncIterator[bytes]:
+    async def read(self, path: str, max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
         async with self.cell.using() as client:
-            async for chunk in client.read(path):
+            async for chunk in client.read(path, max_bytes):
                 yield chunk
 
-    async def zip(self, path: str = ".") -> AsyncIterator[bytes]:
+    async def zip(self, path: str = ".", max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
         """A ZIP of a workspace folder, made inside the cell (links are never followed)."""
         async with self.cell.using() as client:
-            async for chunk in client.zip(path):
+            async for chunk in client.zip(path, max_bytes):
                 yield chunk
 
     async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:

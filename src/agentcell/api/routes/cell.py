@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
-from agentcell.api.deps import CellsDep, CurrentUser, MetricsDep, SettingsDep, StoreDep
+from agentcell.api.deps import (
+    CellsDep,
+    CurrentUser,
+    LimitsDep,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+)
 from agentcell.api.metrics import Metrics
 from agentcell.api.schemas import CellPublic, ExecRequest, ExecResponse, ExitEvent, Limits
+from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_disconnected
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, PayloadTooLarge
 from agentcell.executor.protocol import Exit
@@ -92,7 +99,7 @@ class ExecLog:
         self.metrics.observe_exec(self.body.language, ok, duration_ms)
 
 
-async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncIterator[bytes]:
+async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncGenerator[bytes, None]:
     started = time.perf_counter()
     logged = False
     try:
@@ -129,37 +136,76 @@ async def exec_code(
     store: StoreDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-) -> ExecResponse | StreamingResponse:
+    limits: LimitsDep,
+) -> ExecResponse | Response:
     """Run code in the caller's cell. ``Accept: text/event-stream`` streams
     ``stdout``/``stderr`` events, then ``exit`` (or ``error``)."""
     _check_size(body, settings)
     log = ExecLog(store, metrics, user.id, body)
-    cell = await cells.ensure(user.id)
-    if "text/event-stream" in request.headers.get("accept", ""):
-        stream = _event_stream(cell, body, log)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
-    started = time.perf_counter()
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        with limits.running.hold(user.id):
+            cell = await cells.ensure(user.id)
+            return await _exec_json(request, cell, body, log, settings.json_output_limit_bytes)
+    limits.running.acquire(user.id)  # held until the stream ends
     try:
-        result = await cell.exec(
-            body.code, body.language, context=body.context, timeout_s=body.timeout_s
-        )
+        cell = await cells.ensure(user.id)
+    except BaseException:
+        limits.running.release(user.id)
+        raise
+
+    async def release() -> None:
+        limits.running.release(user.id)
+
+    return TimedStreamingResponse(
+        _event_stream(cell, body, log),
+        settings.stream_send_timeout_s,
+        "text/event-stream",
+        SSE_HEADERS,
+        on_close=release,
+    )
+
+
+async def _exec_json(
+    request: Request, cell: Cell, body: ExecRequest, log: ExecLog, output_limit: int
+) -> ExecResponse | Response:
+    """The exec answered as one JSON body, with the lower JSON output limit (the server holds
+    it whole). A client that hangs up stops the code, as a closed stream does."""
+    started = time.perf_counter()
+    run = cell.exec(
+        body.code,
+        body.language,
+        context=body.context,
+        timeout_s=body.timeout_s,
+        output_limit=output_limit,
+    )
+    try:
+        result = await unless_disconnected(request, run)
     except AgentcellError as exc:
         await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
         raise
+    if result is None:
+        await log.done(None, (time.perf_counter() - started) * 1000, "client hung up")
+        return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the metrics do
     await log.done(result.exit_code, result.duration_ms)
     return ExecResponse.model_validate(result, from_attributes=True)
 
 
 @router.post("/restart")
-async def restart_cell(user: CurrentUser, cells: CellsDep, store: StoreDep) -> CellPublic:
+async def restart_cell(
+    user: CurrentUser, cells: CellsDep, store: StoreDep, limits: LimitsDep
+) -> CellPublic:
+    limits.lifecycle.take(user.id)
     await cells.restart(user.id)
     await store.record(user.id, "cell.restart")
     return cell_public(cells, user.id)
 
 
 @router.delete("", status_code=204)
-async def delete_cell(user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
+async def delete_cell(
+    user: CurrentUser, cells: CellsDep, store: StoreDep, limits: LimitsDep
+) -> Response:
     """Remove the container; the workspace is kept."""
+    limits.lifecycle.take(user.id)
     await cells.remove(user.id)
     await store.record(user.id, "cell.delete")
     return Response(status_code=204)

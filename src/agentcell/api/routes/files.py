@@ -4,7 +4,7 @@ so the host never follows a link planted in a workspace."""
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated
@@ -13,9 +13,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from agentcell.api.deps import CellsDep, CurrentUser, SettingsDep, StoreDep
+from agentcell.api.deps import CellsDep, CurrentUser, LimitsDep, SettingsDep, StoreDep
 from agentcell.api.schemas import FileEntry, FileList, FileWritten
-from agentcell.errors import InvalidPath, PayloadTooLarge
+from agentcell.api.streams import TimedStreamingResponse
+from agentcell.errors import FileTooLarge, InvalidPath, PayloadTooLarge
+from agentcell.executor.protocol import LIST_PAGE, LIST_PAGE_MAX
+from agentcell.sandbox.cell import Cell
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -40,11 +43,11 @@ def checked(path: str, *, allow_root: bool = True) -> str:
     return clean
 
 
-async def _prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prefetched(stream: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """Start the stream now, so that errors (not found, not a file) become a proper 4xx."""
     first = await anext(stream, b"")
 
-    async def rest() -> AsyncIterator[bytes]:
+    async def rest() -> AsyncGenerator[bytes, None]:
         if first:
             yield first
         async for chunk in stream:
@@ -58,10 +61,24 @@ def _attachment(name: str) -> dict[str, str]:
 
 
 @router.get("")
-async def list_files(user: CurrentUser, cells: CellsDep, path: PathQuery = ".") -> FileList:
+async def list_files(
+    user: CurrentUser,
+    cells: CellsDep,
+    limits: LimitsDep,
+    path: PathQuery = ".",
+    limit: Annotated[
+        int, Query(ge=1, le=LIST_PAGE_MAX, description="entries per page (fewer if names are long)")
+    ] = LIST_PAGE,
+    cursor: Annotated[
+        str, Query(max_length=2048, description="the next_cursor of the page before")
+    ] = "",
+) -> FileList:
+    """A folder's entries by name, one page at a time: while ``next_cursor`` is set, pass it
+    back as ``cursor`` for the next page."""
     path = checked(path)
-    cell = await cells.ensure(user.id)
-    entries = await cell.files.list(path)
+    with limits.running.hold(user.id):
+        cell = await cells.ensure(user.id)
+        page = await cell.files.page(path, limit, cursor)
     return FileList(
         path=path,
         entries=[
@@ -72,18 +89,66 @@ async def list_files(user: CurrentUser, cells: CellsDep, path: PathQuery = ".") 
                 size=e.size,
                 modified_at=datetime.fromtimestamp(e.modified_at, UTC),
             )
-            for e in entries
+            for e in page.entries
         ],
+        next_cursor=page.next_cursor or None,
+    )
+
+
+async def _held_stream(
+    user: str,
+    cells: CellsDep,
+    limits: LimitsDep,
+    settings: SettingsDep,
+    open_stream: Callable[[Cell], AsyncGenerator[bytes, None]],
+    hint: str,
+    media_type: str,
+    name: str,
+) -> TimedStreamingResponse:
+    """A download from the cell, counted as running until it ends; errors (not found, too
+    large) come before the first byte, as a proper 4xx."""
+    limits.running.acquire(user)
+    stream: AsyncGenerator[bytes, None] | None = None
+
+    async def close() -> None:  # the cell's stream too, even if the response never started
+        try:
+            if stream is not None:
+                await stream.aclose()
+        finally:
+            limits.running.release(user)
+
+    try:
+        cell = await cells.ensure(user)
+        stream = open_stream(cell)
+        body = await _prefetched(stream)
+    except FileTooLarge as exc:
+        await close()
+        raise FileTooLarge(exc.message, hint=hint) from None
+    except BaseException:
+        await close()
+        raise
+    return TimedStreamingResponse(
+        body, settings.stream_send_timeout_s, media_type, _attachment(name), on_close=close
     )
 
 
 @router.get("/raw", response_class=StreamingResponse, responses={200: {"content": {"*/*": {}}}})
-async def download(user: CurrentUser, cells: CellsDep, path: PathQuery) -> StreamingResponse:
+async def download(
+    user: CurrentUser, cells: CellsDep, limits: LimitsDep, settings: SettingsDep, path: PathQuery
+) -> StreamingResponse:
     path = checked(path, allow_root=False)
-    cell = await cells.ensure(user.id)
-    body = await _prefetched(cell.files.read(path))
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return StreamingResponse(body, media_type=media, headers=_attachment(PurePosixPath(path).name))
+    return await _held_stream(
+        user.id,
+        cells,
+        limits,
+        settings,
+        lambda cell: cell.files.read(path, settings.max_download_bytes),
+        "read the part you need in the cell (e.g. head -c), or ask for a larger "
+        "AGENTCELL_MAX_DOWNLOAD_BYTES",
+        media,
+        PurePosixPath(path).name,
+    )
 
 
 _UPLOAD_BODY = {
@@ -99,6 +164,7 @@ async def upload(
     cells: CellsDep,
     store: StoreDep,
     settings: SettingsDep,
+    limits: LimitsDep,
     path: PathQuery,
 ) -> FileWritten:
     """Write the request body to ``path`` (replaced atomically; parents are created)."""
@@ -119,19 +185,26 @@ async def upload(
                 raise too_large  # the executor drops its temp file: nothing is written
             yield chunk
 
-    cell = await cells.ensure(user.id)
-    size = await cell.files.write(path, body())
+    with limits.running.hold(user.id):
+        cell = await cells.ensure(user.id)
+        size = await cell.files.write(path, body())
     await store.record(user.id, "file.write", target=path, detail=f"{size} bytes")
     return FileWritten(path=path, size=size)
 
 
 @router.delete("", status_code=204)
 async def delete(
-    user: CurrentUser, cells: CellsDep, store: StoreDep, path: PathQuery, recursive: bool = False
+    user: CurrentUser,
+    cells: CellsDep,
+    store: StoreDep,
+    limits: LimitsDep,
+    path: PathQuery,
+    recursive: bool = False,
 ) -> Response:
     path = checked(path, allow_root=False)
-    cell = await cells.ensure(user.id)
-    await cell.files.delete(path, recursive=recursive)
+    with limits.running.hold(user.id):
+        cell = await cells.ensure(user.id)
+        await cell.files.delete(path, recursive=recursive)
     await store.record(user.id, "file.delete", target=path, detail=f"recursive={recursive}")
     return Response(status_code=204)
 
@@ -140,11 +213,22 @@ async def delete(
     "/zip", response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}}
 )
 async def zip_folder(
-    user: CurrentUser, cells: CellsDep, path: PathQuery = "."
+    user: CurrentUser,
+    cells: CellsDep,
+    limits: LimitsDep,
+    settings: SettingsDep,
+    path: PathQuery = ".",
 ) -> StreamingResponse:
     """A ZIP of a folder, streamed. Links and special files are left out."""
     path = checked(path)
-    cell = await cells.ensure(user.id)
-    body = await _prefetched(cell.files.zip(path))
     name = "workspace" if path == "." else PurePosixPath(path).name
-    return StreamingResponse(body, media_type="application/zip", headers=_attachment(f"{name}.zip"))
+    return await _held_stream(
+        user.id,
+        cells,
+        limits,
+        settings,
+        lambda cell: cell.files.zip(path, settings.max_zip_bytes),
+        "zip a smaller folder, or ask for a larger AGENTCELL_MAX_ZIP_BYTES",
+        "application/zip",
+        f"{name}.zip",
+    )
