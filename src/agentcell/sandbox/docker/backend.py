@@ -59,10 +59,19 @@ def _translated(action: str) -> Iterator[None]:
         ) from exc
     except docker.errors.APIError as exc:
         raise BackendError(f"Docker refused to {action}: {exc.explanation or exc}") from exc
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        # Also when the engine's socket went away. docker-py leaves the socket of a failed
+        # connect to the traceback's frames: drop them, so it is closed now, not at some GC.
+        _drop_tracebacks(exc)
         raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
-    except requests.exceptions.RequestException as exc:  # the engine's socket went away
-        raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 def host_config(spec: CellSpec) -> dict[str, Any]:
