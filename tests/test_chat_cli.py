@@ -205,3 +205,30 @@ async def test_async_client(chat_server: Live, key: str, scripted: Scripted) -> 
         await client.sessions_rm(session.id)
         with pytest.raises(NotFound):
             await client.sessions_messages(session.id)
+
+
+# --- audit of the agent's execs -----------------------------------------------------------------
+
+
+def wiping(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """An injected instruction, obeyed: the coder wipes the workspace."""
+    back = returned(messages)
+    if role(info) == "coordinator":
+        return text("Done.") if back else call("delegate_coder", task="clean up")
+    return text("cleaned") if back else call("run_shell", command="rm -rf /workspace/*")
+
+
+def test_the_agents_execs_are_audited(key: str, scripted: Scripted) -> None:
+    scripted.script = wiping
+    with Client(api_key=key) as client:
+        session = client.sessions_create()
+        assert client.chat(session.id, "tidy up").content == "Done."
+        execs = [e for e in client.audit(100).events if e.action == "exec"]
+    (wipe,) = execs
+    assert (wipe.target, wipe.detail) == ("shell", "rm -rf /workspace/*")
+    assert (wipe.started_by, wipe.status, wipe.exit_code, wipe.ok) == (
+        f"agent:{session.id}",
+        "done",
+        0,
+        True,
+    )

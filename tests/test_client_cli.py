@@ -3,6 +3,7 @@ serving ``create_app(settings)`` on a fresh data dir, with real cells."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -19,6 +21,7 @@ import docker
 import httpx
 import pytest
 
+from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli import main
 from agentcell.client import (
     AsyncClient,
@@ -31,6 +34,7 @@ from agentcell.client import (
     StdoutEvent,
     error_from,
 )
+from agentcell.config import Settings
 from agentcell.errors import (
     AgentcellError,
     CellOutOfMemory,
@@ -350,6 +354,86 @@ def test_serve_quickstart(
             finally:
                 proc.kill()
                 sweep_server(docker_client, settings)
+
+
+def serve_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ``agentcell serve`` subprocess on these test settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCELL_")}
+    return env | {
+        "PYTHONUNBUFFERED": "1",
+        "AGENTCELL_IMAGE": settings.image,
+        "AGENTCELL_INSTANCE_ID": settings.instance_id,
+        "AGENTCELL_LABELS": json.dumps({TEST_LABEL: RUN_ID}),
+        "AGENTCELL_POOL_SIZE": "0",
+        "AGENTCELL_LIMITS__WORKSPACE_MB": str(settings.limits.workspace_mb),
+    }
+
+
+def _serve(settings: Settings, port: int) -> subprocess.Popen[str]:
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    serve = [agentcell, "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
+    env = serve_env(settings)
+    return subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, text=True)
+
+
+def _exec_quietly(client: Client, command: str) -> None:
+    with contextlib.suppress(AgentcellError):  # the server dies under it
+        client.exec(command, "shell")
+
+
+def _audit_of(client: Client, ref_code: str) -> AuditEventPublic | None:
+    found = [
+        e for e in client.audit(100).events if e.action == "exec" and e.detail.endswith(ref_code)
+    ]
+    return found[0] if found else None
+
+
+def test_an_exec_cut_short_by_a_killed_server_is_audited_as_unfinished(
+    make_settings: SettingsFactory,
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(settings, port)
+    try:
+        _wait_ready(url, proc)
+        token = (settings.data_dir / "admin_token").read_text().strip()
+        with Client(url, api_key="", admin_token=token) as admin:
+            key = admin.users_add("victim").api_key
+        with Client(url, api_key=key) as client:
+            runner = threading.Thread(target=_exec_quietly, args=(client, "sleep 30"), daemon=True)
+            runner.start()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while (event := _audit_of(client, "sleep 30")) is None:
+                assert time.monotonic() < deadline, "the exec's start was never audited"
+                time.sleep(0.05)
+            assert (event.status, event.started_by) == ("running", "api")
+            proc.kill()  # SIGKILL: no clean-up of any kind
+            proc.wait(timeout=30)
+            runner.join(timeout=60)
+
+        proc = _serve(settings, port)
+        _wait_ready(url, proc)
+        with Client(url, api_key=key) as client:
+            event = _audit_of(client, "sleep 30")
+        assert event is not None
+        assert (event.status, event.ok, event.exit_code) == ("unfinished", False, None)
+        assert event.detail.startswith("unfinished: the server stopped before this exec ended")
+
+        for name in CLIENT_ENV:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AGENTCELL_URL", url)
+        monkeypatch.setenv("AGENTCELL_API_KEY", key)
+        code, out, _ = run(capsys, "audit")
+        assert code == 0
+        assert "✗ unfinished" in out
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        sweep_server(docker_client, settings)
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str) -> str:

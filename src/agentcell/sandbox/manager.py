@@ -24,6 +24,7 @@ from agentcell.config import Settings
 from agentcell.errors import AgentcellError, CellDied, CellStartFailed
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
+from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.base import (
     Backend,
     CellSpec,
@@ -65,6 +66,7 @@ class CellManager:
         self._control_root = data / "cells"
         self.registry = Registry(data / "cells.json")
         self.image = ""
+        self.exec_audit: ExecAudit | None = None  # every exec is recorded here (the server's store)
         self._cells: dict[str, Cell] = {}  # by owner
         self._pool: list[Cell] = []
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
