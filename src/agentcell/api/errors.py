@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from agentcell.api.schemas import ErrorResponse
-from agentcell.errors import AgentcellError
+from agentcell.errors import AgentcellError, ModelNotConfigured
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def error_response(
 
 async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentcellError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, ModelNotConfigured):  # said at start
         log.error("%s: %s", type(exc).__name__, exc)
     return error_response(exc.status_code, exc.code, exc.message, exc.hint)
 

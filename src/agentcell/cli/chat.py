@@ -6,6 +6,7 @@ answer."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from agentcell.client import (
     Client,
 )
 from agentcell.config import Settings
+from agentcell.errors import AgentcellError, InvalidRequest
 
 SHOWN_CHARS = 300  # of a tool call's arguments or result, on one dimmed line
 EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}
@@ -56,20 +58,41 @@ def add_chat(groups: Commands) -> None:
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings) as client:
-        session_id = args.session or _new_session(client)
+        chat = Chat(client, args.session)
         if args.message is not None:
             message = sys.stdin.read() if args.message == "-" else args.message
-            _turn(client, session_id, message)
+            if not message.strip():
+                raise InvalidRequest("the message is empty", hint='agentcell chat "what to ask"')
+            chat.turn(message)
             return 0
         for message in _prompts():
-            _turn(client, session_id, message)
+            chat.turn(message)
     return 0
 
 
-def _new_session(client: Client) -> str:
-    session = client.sessions_create()
-    err().print(f"[dim]session {escape(session.id)} (continue it with --session {session.id})[/]")
-    return session.id
+class Chat:
+    """One session's turns. A new session is made only with the first message, and removed
+    again when that turn fails (no model configured, interrupted...): a failed turn keeps
+    nothing, so its session would be left empty."""
+
+    def __init__(self, client: Client, session_id: str | None) -> None:
+        self.client, self.session_id = client, session_id
+
+    def turn(self, message: str) -> None:
+        if self.session_id is not None:
+            _turn(self.client, self.session_id, message)
+            return
+        session = self.client.sessions_create()
+        try:
+            _turn(self.client, session.id, message)
+        except BaseException:
+            with contextlib.suppress(AgentcellError):
+                self.client.sessions_rm(session.id)
+            raise
+        self.session_id = session.id
+        err().print(
+            f"[dim]session {escape(session.id)} (continue it with --session {session.id})[/]"
+        )
 
 
 def _prompts() -> Iterator[str]:

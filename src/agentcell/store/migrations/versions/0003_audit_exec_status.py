@@ -25,7 +25,9 @@ def upgrade() -> None:
             sa.Column("status", sa.String(length=16), nullable=False, server_default=sa.text("''"))
         )
         batch.add_column(
-            sa.Column("started_by", sa.String(length=64), nullable=False, server_default=sa.text("''"))
+            sa.Column(
+                "started_by", sa.String(length=64), nullable=False, server_default=sa.text("''")
+            )
         )
         batch.create_index(batch.f("ix_audit_ref"), ["ref"], unique=False)
 
