@@ -27,6 +27,7 @@ from agentcell.client import (
 from agentcell.errors import AgentcellError, NotFound
 from tests.conftest import Live, ServerFactory, SettingsFactory
 from tests.scripted import Scripted, call, echo, prompts, returned, role, text
+from tests.test_client_cli import on_a_terminal
 
 pytestmark = pytest.mark.docker
 
@@ -280,3 +281,14 @@ def test_an_empty_message_is_refused_before_a_session_is_made(
         with pytest.raises(AgentcellError, match="the message is empty"):
             client.chat(session.id, "   ")  # the API says so too, and keeps nothing
         assert client.sessions_messages(session.id) == []
+
+
+def test_model_text_on_a_terminal_is_made_visible(key: str, scripted: Scripted) -> None:
+    assert key
+    hostile = "\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+    scripted.script = lambda _messages, _info: text(hostile + "answer")
+    status, shown = on_a_terminal("chat", "hi")
+    assert status == 0, shown
+    assert "\x1b]52" not in shown
+    assert "\x1b[2J" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Janswer" in shown

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import pty
 import re
 import signal
 import socket
@@ -500,3 +501,56 @@ def test_errors_by_code() -> None:
     unknown = error_from({"code": "brand_new", "message": "m"}, 418)
     assert type(unknown) is AgentcellError
     assert (unknown.code, unknown.status_code) == ("brand_new", 418)
+
+
+# --- terminal injection: what the cell prints is shown, not obeyed, on a terminal ---------------
+
+HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b[2J"  # OSC 52 writes the clipboard; CSI 2J clears the screen
+
+
+def on_a_terminal(*argv: str) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; what the terminal received."""
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    leader, follower = pty.openpty()
+    with subprocess.Popen([agentcell, *argv], stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        received = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            received += chunk
+        os.close(leader)
+        return proc.wait(timeout=60), received.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_exec_output_on_a_terminal_is_made_visible(api_key: str) -> None:
+    assert api_key
+    code = f"import sys; print({HOSTILE!r} + 'out'); print({HOSTILE!r} + 'err', file=sys.stderr)"
+    status, shown = on_a_terminal("exec", code)
+    assert status == 0, shown
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jout\n" in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jerr\n" in shown
+
+    status, shown = on_a_terminal("exec", "--raw", code)  # asked for: the bytes pass
+    assert status == 0, shown
+    assert HOSTILE + "out" in shown
+
+    agentcell = str(Path(sys.executable).with_name("agentcell"))  # a pipe gets the bytes
+    piped = subprocess.run([agentcell, "exec", code], capture_output=True, text=True, check=True)
+    assert piped.stdout == HOSTILE + "out\n"
+
+
+def test_file_names_on_a_terminal_are_made_visible(api_key: str) -> None:
+    with Client(api_key=api_key) as client:
+        client.exec(f"open({(HOSTILE + 'name.txt')!r}, 'w').close()")
+    status, shown = on_a_terminal("files", "ls")
+    assert status == 0, shown
+    assert "\x1b]52" not in shown  # (the table's own bold is the CLI's)
+    assert "\x1b[2J" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jname.txt" in shown

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agentcell.cli._common import Commands, connect
-from agentcell.cli._output import err
+from agentcell.cli._output import RAW_HELP, err, untrusted
 from agentcell.client import ExitEvent, StderrEvent, StdoutEvent
 from agentcell.config import Settings
 
@@ -21,6 +21,7 @@ def add_exec(groups: Commands) -> None:
     p.add_argument(
         "--context", default="default", metavar="NAME", help="python context; variables persist"
     )
+    p.add_argument("--raw", action="store_true", help=RAW_HELP)
     p.set_defaults(handler=_exec)
 
 
@@ -28,11 +29,12 @@ def _exec(args: argparse.Namespace, settings: Settings) -> int:
     code = sys.stdin.read() if args.code == "-" else args.code
     language = "shell" if args.shell else "python"
     done: ExitEvent | None = None
+    shown = {stream: untrusted(stream, args.raw) for stream in (sys.stdout, sys.stderr)}
     with connect(args, settings) as client:
         for event in client.exec_stream(code, language, args.timeout, args.context):
             if isinstance(event, StdoutEvent | StderrEvent):
                 stream = sys.stdout if isinstance(event, StdoutEvent) else sys.stderr
-                stream.write(event.data)
+                stream.write(shown[stream](event.data))
                 stream.flush()
             else:
                 done = event
