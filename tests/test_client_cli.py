@@ -22,8 +22,10 @@ import docker
 import httpx
 import pytest
 
+import agentcell
 from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli import main
+from agentcell.cli._hints import cli_hint
 from agentcell.client import (
     AsyncClient,
     Client,
@@ -217,7 +219,7 @@ def test_wrong_key_prints_the_servers_hint(
     assert (code, out) == (1, "")
     assert_clean_error(err)
     assert f"error: {error['message']}" in err
-    assert f"hint: {error['hint']}" in err
+    assert f"hint: {cli_hint(AgentcellError('', hint=error['hint']))}" in err  # in CLI words
 
 
 def test_server_down(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -554,3 +556,126 @@ def test_file_names_on_a_terminal_are_made_visible(api_key: str) -> None:
     assert "\x1b]52" not in shown  # (the table's own bold is the CLI's)
     assert "\x1b[2J" not in shown
     assert "^[]52;c;cHduZWQ=^G^[[2Jname.txt" in shown
+
+
+# --- the CLI a new user meets ------------------------------------------------------------------
+
+
+def test_version_and_whoami(api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert api_key
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"agentcell {agentcell.__version__}\n"
+    code, out, err = run(capsys, "whoami")
+    assert code == 0, err
+    assert out.startswith("tester, id u_")
+
+
+def test_url_after_the_command(
+    api_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = os.environ["AGENTCELL_URL"]
+    monkeypatch.setenv("AGENTCELL_URL", "http://127.0.0.1:9")  # nothing there
+    assert api_key
+    code, out, err = run(capsys, "exec", "--url", url, "print(6*7)")
+    assert (code, out) == (0, "42\n"), err
+    code, out, err = run(capsys, "files", "ls", "--url", url)
+    assert code == 0, err
+    code, out, err = run(capsys, "--url", url, "whoami")  # before it, as ever
+    assert code == 0, err
+    code, _, err = run(capsys, "whoami")
+    assert code == 1
+    assert "agentcell serve" in err
+
+
+def test_exec_runs_a_file_by_its_extension(
+    api_key: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert api_key
+    monkeypatch.chdir(tmp_path)
+    Path("s.py").write_text("import sys\nprint(sys.version_info[0] * 14)\n")
+    Path("s.sh").write_text("echo $((6 * 7)) from $BASH_VERSINFO\n")
+    assert run(capsys, "exec", "s.py")[:2] == (0, "42\n")
+    assert run(capsys, "exec", "s.sh")[:2] == (0, "42 from 5\n")
+    code, _, err = run(capsys, "exec", "-c", "s.py")  # the literal string: a NameError
+    assert code == 1
+    assert "NameError: name 's' is not defined" in err
+
+
+def test_users_rm_by_name(cli_env: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_env
+    assert run(capsys, "users", "add", "bob")[0] == 0
+    code, out, err = run(capsys, "users", "rm", "bob")
+    assert code == 0, err
+    assert "user bob (u_" in out
+    code, _, err = run(capsys, "users", "rm", "bob")
+    assert code == 1
+    assert "no user 'bob'" in err
+    assert "agentcell users ls" in err
+
+
+def test_cells_ls_and_reap(api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with Client(api_key=api_key) as client:
+        client.exec("print(1)")
+        me = client.me()
+    code, out, err = run(capsys, "cells", "ls")
+    assert code == 0, err
+    assert me.id in out
+    assert "running" in out
+    code, out, err = run(capsys, "cells", "reap")
+    assert code == 0, err
+    assert re.fullmatch(r"paused \d+, stopped \d+, removed \d+, died \d+\n", out)
+
+
+def test_serve_prints_a_command_that_works() -> None:
+    """Not on PATH: the first screen names the full path of the running agentcell."""
+    agentcell = Path(sys.executable).with_name("agentcell")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCELL_")}
+    env["PATH"] = "/usr/bin:/bin"
+    script = "from agentcell.cli.serve import command_name; print(command_name())"
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = [{str(agentcell)!r}]; {script}"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert shown == str(agentcell.resolve())
+    assert subprocess.run([shown, "--version"], capture_output=True, check=False).returncode == 0
+
+
+# --- hints name CLI commands, not HTTP routes ---------------------------------------------------
+
+HTTP_WORDS = re.compile(r"\b(GET|POST|PUT|DELETE) /|/docs\b|/v1/|Authorization|\bheader\b")
+
+
+def test_every_http_hint_of_the_server_has_cli_words() -> None:
+    src = Path(agentcell.__file__).parent
+    hints = []
+    for path in src.rglob("*.py"):
+        if "cli" in path.parts or "client" in path.parts:
+            continue
+        text = path.read_text()
+        hints += re.findall(r'hint\s*=\s*"([^"]*)"', text)
+        hints += re.findall(r'hint\s*=\s*\(?\s*"([^"]*)"', text)
+        hints += re.findall(r'"[^"]*", "[^"]*", [^,]*, "([^"]*)"', text)  # error_response(...)
+    http = {h for h in hints if HTTP_WORDS.search(h)}
+    assert "list your sessions: GET /v1/sessions" in http  # the scan finds them
+    for hint in http:
+        shown = cli_hint(AgentcellError("x", hint=hint))
+        assert not HTTP_WORDS.search(shown), f"translate for the CLI: {hint!r}"
+
+
+def test_the_cli_shows_cli_hints(
+    api_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api_key
+    code, _, err = run(capsys, "sessions", "rm", "s_0000")
+    assert code == 1
+    assert "hint: list your sessions: agentcell sessions ls" in err
+    monkeypatch.setenv("AGENTCELL_API_KEY", "wrong")
+    code, _, err = run(capsys, "whoami")
+    assert code == 1
+    assert "/v1" not in err
+    assert "Authorization" not in err

@@ -97,13 +97,16 @@ class Chat:
 
 
 def _prompts() -> Iterator[str]:
-    """Lines typed (or piped) until EOF or an exit word; blank lines are skipped."""
+    """Lines typed (or piped) until EOF or an exit word; blank lines are skipped. On a
+    terminal, lines are read with readline: arrows, editing and history work."""
     interactive = sys.stdin.isatty()
-    console = err()
+    if interactive:
+        import readline  # noqa: F401 - importing it gives input() line editing and history
     while True:
-        if interactive:
-            console.print("[bold green]you>[/] ", end="")
-        line = sys.stdin.readline()
+        try:
+            line = input("you> ") + "\n" if interactive else sys.stdin.readline()
+        except EOFError:
+            return
         if not line:
             return
         message = line.strip()
