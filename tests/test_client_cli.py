@@ -47,6 +47,9 @@ from agentcell.errors import (
     PathNotFound,
     Unauthorized,
 )
+from agentcell.sandbox.base import ProgressEvent
+from agentcell.sandbox.docker.images import REPOSITORY, _stock_base_available
+from agentcell.sandbox.docker.prune import prune_images
 from tests.conftest import RUN_ID, TEST_LABEL, Live, SettingsFactory, sweep_server
 
 pytestmark = pytest.mark.docker
@@ -679,3 +682,47 @@ def test_the_cli_shows_cli_hints(
     assert code == 1
     assert "/v1" not in err
     assert "Authorization" not in err
+
+
+# --- images: prune, and a progress that says what happened -------------------------------------
+
+
+def test_image_prune_removes_old_images_no_container_uses(
+    docker_client: docker.DockerClient, minimal_image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    label = f"agentcell.test.prune={RUN_ID}"  # only this test's images: others' stay
+    made: dict[str, str] = {}
+    for name in ("old", "used"):
+        dockerfile = f"FROM {minimal_image}\nLABEL agentcell.test.prune={RUN_ID} which={name}\n"
+        image, _ = docker_client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=f"{REPOSITORY}:prune-{RUN_ID}-{name}"
+        )
+        made[name] = image.id
+    container = docker_client.containers.create(made["used"], labels={TEST_LABEL: RUN_ID})
+    try:
+        planned = prune_images(docker_client, dry_run=True, label=label)
+        assert [p.image_id for p in planned] == [made["old"]]
+        assert docker_client.images.get(made["old"])  # a dry run removes nothing
+        pruned = prune_images(docker_client, label=label)
+        assert [p.image_id for p in pruned] == [made["old"]]
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(made["old"])
+        assert docker_client.images.get(made["used"])  # a container uses it
+        assert docker_client.images.get(minimal_image)  # current
+        code, out, err = run(capsys, "image", "prune", "--dry-run")
+        assert code == 0, err
+        assert re.search(r"^would remove \d+ images, [\d,]+ MB$", out, re.M), out
+    finally:
+        container.remove(force=True)
+        docker_client.images.remove(made["used"], force=True)
+
+
+def test_a_pull_that_did_not_pull_is_not_shown_as_a_pull_step(
+    docker_client: docker.DockerClient,
+) -> None:
+    events: list[ProgressEvent] = []
+    nowhere = f"127.0.0.1:{free_port()}/agentcell-none:latest"  # loopback: nothing listens
+    assert not _stock_base_available(docker_client, events.append, nowhere)
+    assert events, "the attempt is shown"
+    assert {e.step for e in events} == {"base"}
+    assert "using debootstrap" in events[-1].message
