@@ -4,6 +4,7 @@ a live server with real cells and a scripted model."""
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sys
 from typing import Any
@@ -24,8 +25,9 @@ from agentcell.client import (
     Client,
 )
 from agentcell.errors import AgentcellError, NotFound
-from tests.conftest import Live
+from tests.conftest import Live, ServerFactory, SettingsFactory
 from tests.scripted import Scripted, call, echo, prompts, returned, role, text
+from tests.test_client_cli import on_a_terminal
 
 pytestmark = pytest.mark.docker
 
@@ -205,3 +207,88 @@ async def test_async_client(chat_server: Live, key: str, scripted: Scripted) -> 
         await client.sessions_rm(session.id)
         with pytest.raises(NotFound):
             await client.sessions_messages(session.id)
+
+
+# --- audit of the agent's execs -----------------------------------------------------------------
+
+
+def wiping(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """An injected instruction, obeyed: the coder wipes the workspace."""
+    back = returned(messages)
+    if role(info) == "coordinator":
+        return text("Done.") if back else call("delegate_coder", task="clean up")
+    return text("cleaned") if back else call("run_shell", command="rm -rf /workspace/*")
+
+
+def test_the_agents_execs_are_audited(key: str, scripted: Scripted) -> None:
+    scripted.script = wiping
+    with Client(api_key=key) as client:
+        session = client.sessions_create()
+        assert client.chat(session.id, "tidy up").content == "Done."
+        execs = [e for e in client.audit(100).events if e.action == "exec"]
+    (wipe,) = execs
+    assert (wipe.target, wipe.detail) == ("shell", "rm -rf /workspace/*")
+    assert (wipe.started_by, wipe.status, wipe.exit_code, wipe.ok) == (
+        f"agent:{session.id}",
+        "done",
+        0,
+        True,
+    )
+
+
+# --- a chat that cannot start leaves nothing behind --------------------------------------------
+
+
+def test_a_chat_without_a_model_leaves_no_session_and_logs_once(
+    make_server: ServerFactory,
+    make_settings: SettingsFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agentcell")
+    with make_server(make_settings(model="")) as live:
+        for name in CLIENT_ENV:
+            monkeypatch.delenv(name, raising=False)
+        with live.admin() as admin:
+            api_key = admin.users_add("nomodel").api_key
+        monkeypatch.setenv("AGENTCELL_URL", live.url)
+        monkeypatch.setenv("AGENTCELL_API_KEY", api_key)
+        for _ in range(2):
+            code, _, err = run(capsys, "chat", "hello")
+            assert code == 1
+            assert "no model is configured" in err
+            assert "AGENTCELL_MODEL" in err
+        with Client(api_key=api_key) as client:
+            assert client.sessions_list() == []  # validated first: no empty session left
+    said = [r for r in caplog.records if "no model is configured" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING]  # once, at start; not per request
+
+
+def test_an_empty_message_is_refused_before_a_session_is_made(
+    key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for empty in ("", "  \n"):
+        code, _, err = run(capsys, "chat", empty)
+        assert code == 1
+        assert "the message is empty" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
+    code, _, err = run(capsys, "chat", "-")
+    assert code == 1, err
+    with Client(api_key=key) as client:
+        assert client.sessions_list() == []
+        session = client.sessions_create()
+        with pytest.raises(AgentcellError, match="the message is empty"):
+            client.chat(session.id, "   ")  # the API says so too, and keeps nothing
+        assert client.sessions_messages(session.id) == []
+
+
+def test_model_text_on_a_terminal_is_made_visible(key: str, scripted: Scripted) -> None:
+    assert key
+    hostile = "\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+    scripted.script = lambda _messages, _info: text(hostile + "answer")
+    status, shown = on_a_terminal("chat", "hi")
+    assert status == 0, shown
+    assert "\x1b]52" not in shown
+    assert "\x1b[2J" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Janswer" in shown

@@ -3,14 +3,17 @@ serving ``create_app(settings)`` on a fresh data dir, with real cells."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import pty
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +22,10 @@ import docker
 import httpx
 import pytest
 
+import agentcell
+from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli import main
+from agentcell.cli._hints import cli_hint
 from agentcell.client import (
     AsyncClient,
     Client,
@@ -31,6 +37,7 @@ from agentcell.client import (
     StdoutEvent,
     error_from,
 )
+from agentcell.config import Settings
 from agentcell.errors import (
     AgentcellError,
     CellOutOfMemory,
@@ -40,6 +47,9 @@ from agentcell.errors import (
     PathNotFound,
     Unauthorized,
 )
+from agentcell.sandbox.base import ProgressEvent
+from agentcell.sandbox.docker.images import REPOSITORY, _stock_base_available
+from agentcell.sandbox.docker.prune import prune_images
 from tests.conftest import RUN_ID, TEST_LABEL, Live, SettingsFactory, sweep_server
 
 pytestmark = pytest.mark.docker
@@ -212,7 +222,7 @@ def test_wrong_key_prints_the_servers_hint(
     assert (code, out) == (1, "")
     assert_clean_error(err)
     assert f"error: {error['message']}" in err
-    assert f"hint: {error['hint']}" in err
+    assert f"hint: {cli_hint(AgentcellError('', hint=error['hint']))}" in err  # in CLI words
 
 
 def test_server_down(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,6 +362,86 @@ def test_serve_quickstart(
                 sweep_server(docker_client, settings)
 
 
+def serve_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ``agentcell serve`` subprocess on these test settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCELL_")}
+    return env | {
+        "PYTHONUNBUFFERED": "1",
+        "AGENTCELL_IMAGE": settings.image,
+        "AGENTCELL_INSTANCE_ID": settings.instance_id,
+        "AGENTCELL_LABELS": json.dumps({TEST_LABEL: RUN_ID}),
+        "AGENTCELL_POOL_SIZE": "0",
+        "AGENTCELL_LIMITS__WORKSPACE_MB": str(settings.limits.workspace_mb),
+    }
+
+
+def _serve(settings: Settings, port: int) -> subprocess.Popen[str]:
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    serve = [agentcell, "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
+    env = serve_env(settings)
+    return subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, text=True)
+
+
+def _exec_quietly(client: Client, command: str) -> None:
+    with contextlib.suppress(AgentcellError):  # the server dies under it
+        client.exec(command, "shell")
+
+
+def _audit_of(client: Client, ref_code: str) -> AuditEventPublic | None:
+    found = [
+        e for e in client.audit(100).events if e.action == "exec" and e.detail.endswith(ref_code)
+    ]
+    return found[0] if found else None
+
+
+def test_an_exec_cut_short_by_a_killed_server_is_audited_as_unfinished(
+    make_settings: SettingsFactory,
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(settings, port)
+    try:
+        _wait_ready(url, proc)
+        token = (settings.data_dir / "admin_token").read_text().strip()
+        with Client(url, api_key="", admin_token=token) as admin:
+            key = admin.users_add("victim").api_key
+        with Client(url, api_key=key) as client:
+            runner = threading.Thread(target=_exec_quietly, args=(client, "sleep 30"), daemon=True)
+            runner.start()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while (event := _audit_of(client, "sleep 30")) is None:
+                assert time.monotonic() < deadline, "the exec's start was never audited"
+                time.sleep(0.05)
+            assert (event.status, event.started_by) == ("running", "api")
+            proc.kill()  # SIGKILL: no clean-up of any kind
+            proc.wait(timeout=30)
+            runner.join(timeout=60)
+
+        proc = _serve(settings, port)
+        _wait_ready(url, proc)
+        with Client(url, api_key=key) as client:
+            event = _audit_of(client, "sleep 30")
+        assert event is not None
+        assert (event.status, event.ok, event.exit_code) == ("unfinished", False, None)
+        assert event.detail.startswith("unfinished: the server stopped before this exec ended")
+
+        for name in CLIENT_ENV:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AGENTCELL_URL", url)
+        monkeypatch.setenv("AGENTCELL_API_KEY", key)
+        code, out, _ = run(capsys, "audit")
+        assert code == 0
+        assert "✗ unfinished" in out
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        sweep_server(docker_client, settings)
+
+
 def _read_until(proc: subprocess.Popen[str], marker: str) -> str:
     assert proc.stdout is not None
     lines = []
@@ -416,3 +506,223 @@ def test_errors_by_code() -> None:
     unknown = error_from({"code": "brand_new", "message": "m"}, 418)
     assert type(unknown) is AgentcellError
     assert (unknown.code, unknown.status_code) == ("brand_new", 418)
+
+
+# --- terminal injection: what the cell prints is shown, not obeyed, on a terminal ---------------
+
+HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b[2J"  # OSC 52 writes the clipboard; CSI 2J clears the screen
+
+
+def on_a_terminal(*argv: str) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; what the terminal received."""
+    agentcell = str(Path(sys.executable).with_name("agentcell"))
+    leader, follower = pty.openpty()
+    with subprocess.Popen([agentcell, *argv], stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        received = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            received += chunk
+        os.close(leader)
+        return proc.wait(timeout=60), received.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_exec_output_on_a_terminal_is_made_visible(api_key: str) -> None:
+    assert api_key
+    code = f"import sys; print({HOSTILE!r} + 'out'); print({HOSTILE!r} + 'err', file=sys.stderr)"
+    status, shown = on_a_terminal("exec", code)
+    assert status == 0, shown
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jout\n" in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jerr\n" in shown
+
+    status, shown = on_a_terminal("exec", "--raw", code)  # asked for: the bytes pass
+    assert status == 0, shown
+    assert HOSTILE + "out" in shown
+
+    agentcell = str(Path(sys.executable).with_name("agentcell"))  # a pipe gets the bytes
+    piped = subprocess.run([agentcell, "exec", code], capture_output=True, text=True, check=True)
+    assert piped.stdout == HOSTILE + "out\n"
+
+
+def test_file_names_on_a_terminal_are_made_visible(api_key: str) -> None:
+    with Client(api_key=api_key) as client:
+        client.exec(f"open({(HOSTILE + 'name.txt')!r}, 'w').close()")
+    status, shown = on_a_terminal("files", "ls")
+    assert status == 0, shown
+    assert "\x1b]52" not in shown  # (the table's own bold is the CLI's)
+    assert "\x1b[2J" not in shown
+    assert "^[]52;c;cHduZWQ=^G^[[2Jname.txt" in shown
+
+
+# --- the CLI a new user meets ------------------------------------------------------------------
+
+
+def test_version_and_whoami(api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert api_key
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"agentcell {agentcell.__version__}\n"
+    code, out, err = run(capsys, "whoami")
+    assert code == 0, err
+    assert out.startswith("tester, id u_")
+
+
+def test_url_after_the_command(
+    api_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = os.environ["AGENTCELL_URL"]
+    monkeypatch.setenv("AGENTCELL_URL", "http://127.0.0.1:9")  # nothing there
+    assert api_key
+    code, out, err = run(capsys, "exec", "--url", url, "print(6*7)")
+    assert (code, out) == (0, "42\n"), err
+    code, out, err = run(capsys, "files", "ls", "--url", url)
+    assert code == 0, err
+    code, out, err = run(capsys, "--url", url, "whoami")  # before it, as ever
+    assert code == 0, err
+    code, _, err = run(capsys, "whoami")
+    assert code == 1
+    assert "agentcell serve" in err
+
+
+def test_exec_runs_a_file_by_its_extension(
+    api_key: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert api_key
+    monkeypatch.chdir(tmp_path)
+    Path("s.py").write_text("import sys\nprint(sys.version_info[0] * 14)\n")
+    Path("s.sh").write_text("echo $((6 * 7)) from $BASH_VERSINFO\n")
+    assert run(capsys, "exec", "s.py")[:2] == (0, "42\n")
+    assert run(capsys, "exec", "s.sh")[:2] == (0, "42 from 5\n")
+    code, _, err = run(capsys, "exec", "-c", "s.py")  # the literal string: a NameError
+    assert code == 1
+    assert "NameError: name 's' is not defined" in err
+
+
+def test_users_rm_by_name(cli_env: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_env
+    assert run(capsys, "users", "add", "bob")[0] == 0
+    code, out, err = run(capsys, "users", "rm", "bob")
+    assert code == 0, err
+    assert "user bob (u_" in out
+    code, _, err = run(capsys, "users", "rm", "bob")
+    assert code == 1
+    assert "no user 'bob'" in err
+    assert "agentcell users ls" in err
+
+
+def test_cells_ls_and_reap(api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with Client(api_key=api_key) as client:
+        client.exec("print(1)")
+        me = client.me()
+    code, out, err = run(capsys, "cells", "ls")
+    assert code == 0, err
+    assert me.id in out
+    assert "running" in out
+    code, out, err = run(capsys, "cells", "reap")
+    assert code == 0, err
+    assert re.fullmatch(r"paused \d+, stopped \d+, removed \d+, died \d+\n", out)
+
+
+def test_serve_prints_a_command_that_works() -> None:
+    """Not on PATH: the first screen names the full path of the running agentcell."""
+    agentcell = Path(sys.executable).with_name("agentcell")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCELL_")}
+    env["PATH"] = "/usr/bin:/bin"
+    script = "from agentcell.cli.serve import command_name; print(command_name())"
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = [{str(agentcell)!r}]; {script}"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert shown == str(agentcell.resolve())
+    assert subprocess.run([shown, "--version"], capture_output=True, check=False).returncode == 0
+
+
+# --- hints name CLI commands, not HTTP routes ---------------------------------------------------
+
+HTTP_WORDS = re.compile(r"\b(GET|POST|PUT|DELETE) /|/docs\b|/v1/|Authorization|\bheader\b")
+
+
+def test_every_http_hint_of_the_server_has_cli_words() -> None:
+    src = Path(agentcell.__file__).parent
+    hints = []
+    for path in src.rglob("*.py"):
+        if "cli" in path.parts or "client" in path.parts:
+            continue
+        text = path.read_text()
+        hints += re.findall(r'hint\s*=\s*"([^"]*)"', text)
+        hints += re.findall(r'hint\s*=\s*\(?\s*"([^"]*)"', text)
+        hints += re.findall(r'"[^"]*", "[^"]*", [^,]*, "([^"]*)"', text)  # error_response(...)
+    http = {h for h in hints if HTTP_WORDS.search(h)}
+    assert "list your sessions: GET /v1/sessions" in http  # the scan finds them
+    for hint in http:
+        shown = cli_hint(AgentcellError("x", hint=hint))
+        assert not HTTP_WORDS.search(shown), f"translate for the CLI: {hint!r}"
+
+
+def test_the_cli_shows_cli_hints(
+    api_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api_key
+    code, _, err = run(capsys, "sessions", "rm", "s_0000")
+    assert code == 1
+    assert "hint: list your sessions: agentcell sessions ls" in err
+    monkeypatch.setenv("AGENTCELL_API_KEY", "wrong")
+    code, _, err = run(capsys, "whoami")
+    assert code == 1
+    assert "/v1" not in err
+    assert "Authorization" not in err
+
+
+# --- images: prune, and a progress that says what happened -------------------------------------
+
+
+def test_image_prune_removes_old_images_no_container_uses(
+    docker_client: docker.DockerClient, minimal_image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    label = f"agentcell.test.prune={RUN_ID}"  # only this test's images: others' stay
+    made: dict[str, str] = {}
+    for name in ("old", "used"):
+        dockerfile = f"FROM {minimal_image}\nLABEL agentcell.test.prune={RUN_ID} which={name}\n"
+        image, _ = docker_client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=f"{REPOSITORY}:prune-{RUN_ID}-{name}"
+        )
+        made[name] = image.id
+    container = docker_client.containers.create(made["used"], labels={TEST_LABEL: RUN_ID})
+    try:
+        planned = prune_images(docker_client, dry_run=True, label=label)
+        assert [p.image_id for p in planned] == [made["old"]]
+        assert docker_client.images.get(made["old"])  # a dry run removes nothing
+        pruned = prune_images(docker_client, label=label)
+        assert [p.image_id for p in pruned] == [made["old"]]
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(made["old"])
+        assert docker_client.images.get(made["used"])  # a container uses it
+        assert docker_client.images.get(minimal_image)  # current
+        code, out, err = run(capsys, "image", "prune", "--dry-run")
+        assert code == 0, err
+        assert re.search(r"^would remove \d+ images, [\d,]+ MB$", out, re.M), out
+    finally:
+        container.remove(force=True)
+        docker_client.images.remove(made["used"], force=True)
+
+
+def test_a_pull_that_did_not_pull_is_not_shown_as_a_pull_step(
+    docker_client: docker.DockerClient,
+) -> None:
+    events: list[ProgressEvent] = []
+    nowhere = f"127.0.0.1:{free_port()}/agentcell-none:latest"  # loopback: nothing listens
+    assert not _stock_base_available(docker_client, events.append, nowhere)
+    assert events, "the attempt is shown"
+    assert {e.step for e in events} == {"base"}
+    assert "using debootstrap" in events[-1].message

@@ -66,7 +66,9 @@ async def test_the_browser_opens_reads_types_clicks_and_takes_a_screenshot(
         ("click", False),
     ], [str(p.content) for p in seen]
     content = [str(p.content) for p in seen]
-    assert content[0] == f"opened page: {URL} (title: 'Cell page'), HTTP 200"
+    opened = f'opened, HTTP 200; page: {URL}\n<untrusted-web-content boundary="'
+    assert content[0].startswith(opened)
+    assert "\ntitle: Cell page\n</untrusted-web-content" in content[0]
     assert "Hello from the cell" in content[1]
     assert "Clicked: Ada" in content[4]
     assert "shots/page.png" in content[5]

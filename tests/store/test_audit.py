@@ -123,3 +123,43 @@ async def test_deleting_a_user_keeps_their_audit(store: Store) -> None:
     # Recording for a user id that no longer exists works too: no foreign key.
     await store.record(alice.id, "cell.delete")
     assert len(await store.audit(alice.id)) == 2
+
+
+async def test_an_exec_is_written_when_it_starts_and_completed_when_it_ends(store: Store) -> None:
+    alice, _ = await store.create_user("alice")
+    ref = store.exec_started(alice.id, "agent:s_1", "shell", "sleep 30")
+    await store.flush()  # the start row is in the database while the exec runs
+    (running,) = await store.audit(alice.id)
+    assert (running.action, running.status, running.started_by) == ("exec", "running", "agent:s_1")
+    assert (running.target, running.detail, running.exit_code) == ("shell", "sleep 30", None)
+
+    store.exec_ended(ref, exit_code=1, duration_ms=7.0, ok=False, error="timed out")
+    (done,) = await store.audit(alice.id)
+    assert (done.id, done.status, done.exit_code, done.duration_ms, done.ok) == (
+        running.id,
+        "done",
+        1,
+        7.0,
+        False,
+    )
+    assert done.detail == "timed out\nsleep 30"
+
+
+async def test_a_quick_exec_is_one_row(store: Store) -> None:
+    alice, _ = await store.create_user("alice")
+    ref = store.exec_started(alice.id, "api", "python", "print(1)")
+    store.exec_ended(ref, exit_code=0, duration_ms=1.0, ok=True)  # before the batch is written
+    (event,) = await store.audit(alice.id)
+    assert (event.status, event.started_by, event.exit_code, event.ok) == ("done", "api", 0, True)
+
+
+async def test_execs_left_running_are_marked_unfinished(store: Store) -> None:
+    alice, _ = await store.create_user("alice")
+    store.exec_started(alice.id, "api", "shell", "sleep 30")
+    await store.flush()  # then the server dies: nobody ends it
+    assert await store.close_unfinished_execs() == 1
+    (event,) = await store.audit(alice.id)
+    assert (event.status, event.ok) == ("unfinished", False)
+    assert event.detail.startswith("unfinished: the server stopped before this exec ended\n")
+    assert event.detail.endswith("sleep 30")
+    assert await store.close_unfinished_execs() == 0

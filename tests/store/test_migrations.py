@@ -27,7 +27,7 @@ from agentcell.store.db import (
 from agentcell.store.models import Base
 
 TABLES = {"users", "audit", "sessions", "messages"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 def tables(engine: Engine) -> set[str]:

@@ -8,6 +8,7 @@ Everything runs in the cell, so a cell without network reaches nothing but its o
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 from pathlib import PurePosixPath
 from typing import Any
@@ -160,6 +161,17 @@ def answer_of(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+def web_content(url: str, text: str) -> str:
+    """Text from the web, marked as such for the model: between tags that carry a boundary
+    drawn at random for this call, which the page cannot know, so it cannot close the block
+    early and write outside it. The agents' instructions say such content is data."""
+    boundary = secrets.token_hex(8)
+    return (
+        f'<untrusted-web-content boundary="{boundary}" source={json.dumps(url)}>\n'
+        f'{text}\n</untrusted-web-content boundary="{boundary}">'
+    )
+
+
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -192,9 +204,8 @@ async def fetch(ctx: RunContext[AgentDeps], url: str) -> str:
             raise ToolFailed(no_network(url))
         raise ToolFailed(f"fetching {url} failed: {data['error']}")
     head = f"{data['url']} (HTTP {data['status']}, {data['type']})"
-    if data["title"]:
-        head += f"\ntitle: {data['title']}"
-    return head + "\n\n" + trim(data["text"], deps.output_chars)
+    title = f"title: {data['title']}\n\n" if data["title"] else ""
+    return head + "\n" + web_content(data["url"], title + trim(data["text"], deps.output_chars))
 
 
 async def _browse(ctx: RunContext[AgentDeps], op: str, *args: str) -> dict[str, Any]:
@@ -217,8 +228,10 @@ async def _browse(ctx: RunContext[AgentDeps], op: str, *args: str) -> dict[str, 
     return data
 
 
-def _where(data: dict[str, Any]) -> str:
-    return f"page: {data['url']} (title: {data['title']!r})"
+def _where(data: dict[str, Any], text: str = "") -> str:
+    """Where the browser is; the page's title (and ``text``) marked as the web's."""
+    body = f"title: {data['title']}" + (f"\n\n{text}" if text else "")
+    return f"page: {data['url']}\n" + web_content(data["url"], body)
 
 
 async def open_page(ctx: RunContext[AgentDeps], url: str) -> str:
@@ -231,13 +244,13 @@ async def open_page(ctx: RunContext[AgentDeps], url: str) -> str:
     if ctx.deps.settings.network == "none" and host not in LOOPBACK:
         raise ToolFailed(no_network(url))
     data = await _browse(ctx, "open", url)
-    return f"opened {_where(data)}, HTTP {data['status']}"
+    return f"opened, HTTP {data['status']}; {_where(data)}"
 
 
 async def read_text(ctx: RunContext[AgentDeps]) -> str:
     """The visible text of the page open in the browser."""
     data = await _browse(ctx, "read_text")
-    return _where(data) + "\n\n" + trim(data["text"], ctx.deps.output_chars)
+    return _where(data, trim(data["text"], ctx.deps.output_chars))
 
 
 async def click(ctx: RunContext[AgentDeps], selector: str) -> str:

@@ -38,6 +38,7 @@ from agentcell.errors import (
     ModelFailed,
     ModelUnreachable,
 )
+from agentcell.sandbox.audit import started_by
 from agentcell.sandbox.cell import Cell
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ async def run_turn(
 
 async def _drive(deps: AgentDeps, prompt: str, history: list[ModelMessage]) -> None:
     """Run the coordinator; its events, then Done or Failed, go to ``deps.emit``."""
+    started_by.set(f"agent:{deps.session_id}")  # this task's execs are audited as the agent's
     try:
         with ToolManager.parallel_execution_mode("sequential"):  # one cell: one thing at a time
             result = await run_agent(COORDINATOR, deps, prompt, message_history=history)

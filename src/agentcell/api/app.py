@@ -103,6 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
         async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
             app.state.store = store
             app.state.cells = cells
+            await store.close_unfinished_execs()  # a killed server's last execs
+            cells.exec_audit = store  # every exec any caller runs is audited
+            sessions.check_model(app)
             log.info("agentcell %s ready; cells run %s", __version__, cells.image)
             gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
             yield

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from agentcell.api.schemas import ErrorResponse
-from agentcell.errors import AgentcellError, RateLimited
+from agentcell.errors import AgentcellError, ModelNotConfigured, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def error_response(
 
 async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentcellError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, ModelNotConfigured):  # said at start
         log.error("%s: %s", type(exc).__name__, exc)
     headers = {}
     if isinstance(exc, RateLimited):

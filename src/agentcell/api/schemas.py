@@ -119,6 +119,10 @@ class AuditEventPublic(BaseModel):
     exit_code: int | None
     duration_ms: float | None
     ok: bool
+    status: str = Field(
+        "", description='execs: "running", "done", or "unfinished" (the server stopped first)'
+    )
+    started_by: str = Field("", description='execs: "api" or "agent:<session id>"')
 
 
 class AuditPage(BaseModel):

@@ -17,8 +17,11 @@ import httpx
 import pydantic
 from rich.console import Console
 
-from agentcell.cli._common import Handler
+from agentcell import __version__
+from agentcell.cli._common import Commands, Handler
+from agentcell.cli._hints import cli_hint
 from agentcell.cli._output import error, progress_view
+from agentcell.cli.admin import add_cells, add_whoami
 from agentcell.cli.audit import add_audit
 from agentcell.cli.cell import add_cell
 from agentcell.cli.chat import add_chat
@@ -32,6 +35,8 @@ from agentcell.errors import AgentcellError
 
 __all__ = ["build_parser", "main", "progress_view"]
 
+URL_HELP = "server to talk to (default: AGENTCELL_URL, else http://127.0.0.1:8000)"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -43,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, Settings.model_validate({}))
     except AgentcellError as e:
-        return error(e.message, e.hint)
+        return error(e.message, cli_hint(e))
     except httpx.InvalidURL as e:
         return error(f"invalid server URL: {e}", "set AGENTCELL_URL to http://HOST:PORT")
     except httpx.HTTPError as e:  # the client translates these; a last guard, no traceback
@@ -59,9 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentcell", description="Self-hosted agents, each user in a private sandbox."
     )
-    parser.add_argument(
-        "--url", help="server to talk to (default: AGENTCELL_URL, else http://127.0.0.1:8000)"
-    )
+    parser.add_argument("--url", help=URL_HELP)
+    parser.add_argument("--version", action="version", version=f"agentcell {__version__}")
     groups = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_serve(groups)
     add_users(groups)
@@ -71,4 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_cell(groups)
     add_audit(groups)
     add_image(groups)
+    add_whoami(groups)
+    add_cells(groups)
+    _url_everywhere(groups)
     return parser
+
+
+def _url_everywhere(groups: Commands) -> None:
+    """``--url`` after the command as well as before it (``agentcell exec --url URL ...``)."""
+    for sub in set(groups.choices.values()):
+        if not any("--url" in a.option_strings for a in sub._actions):
+            sub.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _url_everywhere(action)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +24,28 @@ from rich.table import Table
 from agentcell.sandbox.base import ProgressEvent, ProgressHook
 
 MESSAGE_WIDTH = 90
+# Control characters but newline and tab: C0, DEL, C1. A terminal acts on them (ESC starts
+# sequences that clear the screen, set the title, write the clipboard via OSC 52...).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+RAW_HELP = "print cell output, file names and model text unchanged, even to a terminal"
+
+
+def visible(text: str) -> str:
+    """Text with its control characters shown, not obeyed: ESC as ^[, CR as ^M, C1 as \\x9b."""
+    return _CONTROL.sub(_show, text)
+
+
+def _show(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"^{chr(code ^ 0x40)}" if code < 0x20 or code == 0x7F else f"\\x{code:02x}"
+
+
+def untrusted(stream: IO[str], raw: bool = False) -> Callable[[str], str]:
+    """How to render text we do not control (cell output, file names, model text) on
+    ``stream``: made visible on a terminal, unless ``raw``; unchanged into pipes and files."""
+    if raw or not stream.isatty():
+        return str
+    return visible
 
 
 def err() -> Console:
@@ -34,9 +58,10 @@ def out() -> Console:
 
 def error(message: str, hint: str) -> int:
     console = err()
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    shown = untrusted(sys.stderr)  # a message may quote a file name or a cell's output
+    console.print(f"[bold red]error:[/] {escape(shown(message))}")
     if hint:
-        console.print(f"[yellow]hint:[/] {escape(hint)}")
+        console.print(f"[yellow]hint:[/] {escape(shown(hint))}")
     return 1
 
 

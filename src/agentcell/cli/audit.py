@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli._common import Commands, connect
 from agentcell.cli._output import print_table, when
 from agentcell.config import Settings
@@ -25,7 +26,8 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         page = client.audit(args.limit, args.before)
     several = len({e.user_id for e in page.events}) > 1
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "AT", *(("USER",) if several else ()), "ACTION", "TARGET", "OK"):
+    columns = ("ID", "AT", *(("USER",) if several else ()), "ACTION", "BY", "TARGET", "OK")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     table.add_column("EXIT", justify="right")
     table.add_column("MS", justify="right")
@@ -33,7 +35,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     for e in page.events:
         detail = e.detail.splitlines()[0] if e.detail else ""
         row = [str(e.id), when(e.at), *((e.user_id,) if several else ())]
-        row += [e.action, e.target, "✓" if e.ok else "✗"]
+        row += [e.action, e.started_by, e.target, _outcome(e)]
         row += ["" if e.exit_code is None else str(e.exit_code)]
         row += ["" if e.duration_ms is None else f"{e.duration_ms:.0f}", detail]
         table.add_row(*map(escape, row))
@@ -41,3 +43,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     if page.next_before:
         Console(stderr=True).print(f"[dim]older: agentcell audit --before {page.next_before}[/]")
     return 0
+
+
+def _outcome(event: AuditEventPublic) -> str:
+    if event.status == "running":
+        return "running"
+    if event.status == "unfinished":
+        return "✗ unfinished"
+    return "✓" if event.ok else "✗"

@@ -6,6 +6,7 @@ answer."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentcell.cli._common import Commands, connect, group
-from agentcell.cli._output import err, out, print_table, when
+from agentcell.cli._output import RAW_HELP, err, out, print_table, untrusted, when
 from agentcell.client import (
     ChatAgent,
     ChatDone,
@@ -27,6 +28,7 @@ from agentcell.client import (
     Client,
 )
 from agentcell.config import Settings
+from agentcell.errors import AgentcellError, InvalidRequest
 
 SHOWN_CHARS = 300  # of a tool call's arguments or result, on one dimmed line
 EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}
@@ -44,6 +46,7 @@ def add_chat(groups: Commands) -> None:
     p.add_argument(
         "--session", "-s", metavar="ID", help="continue this session (default: a new one)"
     )
+    p.add_argument("--raw", action="store_true", help=RAW_HELP)
     p.set_defaults(handler=_chat)
 
     cmds = group(groups, "sessions", "your chat sessions: list, remove")
@@ -56,30 +59,54 @@ def add_chat(groups: Commands) -> None:
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings) as client:
-        session_id = args.session or _new_session(client)
+        chat = Chat(client, args.session, args.raw)
         if args.message is not None:
             message = sys.stdin.read() if args.message == "-" else args.message
-            _turn(client, session_id, message)
+            if not message.strip():
+                raise InvalidRequest("the message is empty", hint='agentcell chat "what to ask"')
+            chat.turn(message)
             return 0
         for message in _prompts():
-            _turn(client, session_id, message)
+            chat.turn(message)
     return 0
 
 
-def _new_session(client: Client) -> str:
-    session = client.sessions_create()
-    err().print(f"[dim]session {escape(session.id)} (continue it with --session {session.id})[/]")
-    return session.id
+class Chat:
+    """One session's turns. A new session is made only with the first message, and removed
+    again when that turn fails (no model configured, interrupted...): a failed turn keeps
+    nothing, so its session would be left empty."""
+
+    def __init__(self, client: Client, session_id: str | None, raw: bool = False) -> None:
+        self.client, self.session_id, self.raw = client, session_id, raw
+
+    def turn(self, message: str) -> None:
+        if self.session_id is not None:
+            _turn(self.client, self.session_id, message, self.raw)
+            return
+        session = self.client.sessions_create()
+        try:
+            _turn(self.client, session.id, message, self.raw)
+        except BaseException:
+            with contextlib.suppress(AgentcellError):
+                self.client.sessions_rm(session.id)
+            raise
+        self.session_id = session.id
+        err().print(
+            f"[dim]session {escape(session.id)} (continue it with --session {session.id})[/]"
+        )
 
 
 def _prompts() -> Iterator[str]:
-    """Lines typed (or piped) until EOF or an exit word; blank lines are skipped."""
+    """Lines typed (or piped) until EOF or an exit word; blank lines are skipped. On a
+    terminal, lines are read with readline: arrows, editing and history work."""
     interactive = sys.stdin.isatty()
-    console = err()
+    if interactive:
+        import readline  # noqa: F401 - importing it gives input() line editing and history
     while True:
-        if interactive:
-            console.print("[bold green]you>[/] ", end="")
-        line = sys.stdin.readline()
+        try:
+            line = input("you> ") + "\n" if interactive else sys.stdin.readline()
+        except EOFError:
+            return
         if not line:
             return
         message = line.strip()
@@ -89,8 +116,8 @@ def _prompts() -> Iterator[str]:
             yield message
 
 
-def _turn(client: Client, session_id: str, message: str) -> None:
-    view = TurnView(sys.stdout, err())
+def _turn(client: Client, session_id: str, message: str, raw: bool = False) -> None:
+    view = TurnView(sys.stdout, err(), raw)
     for event in client.chat_stream(session_id, message):
         view.show(event)
     view.finish()
@@ -101,8 +128,12 @@ class TurnView:
     markup); everything else dimmed on ``notes``, one line each (a sub-agent's text once it
     is complete)."""
 
-    def __init__(self, answer: TextIO, notes: Console) -> None:
+    def __init__(self, answer: TextIO, notes: Console, raw: bool = False) -> None:
         self.answer, self.notes = answer, notes
+        # The model's text and tool output are not ours: a terminal shows their control
+        # characters instead of obeying them (unless --raw).
+        self.shown_answer = untrusted(answer, raw)
+        self.shown_note = untrusted(notes.file, raw)
         self.open_line = False  # the answer's last piece did not end a line
         self.answered = False  # some of the main agent's text was shown
         self.aside: tuple[str, str] | None = None  # a sub-agent's text so far: (agent, text)
@@ -139,7 +170,7 @@ class TurnView:
             self._write("\n")
 
     def _write(self, text: str) -> None:
-        self.answer.write(text)
+        self.answer.write(self.shown_answer(text))
         self.answer.flush()
         self.open_line = not text.endswith("\n")
 
@@ -153,7 +184,7 @@ class TurnView:
     def _note(self, text: str) -> None:
         if self.open_line:
             self._write("\n")
-        self.notes.print(f"[dim]{escape(text)}[/]", emoji=False)
+        self.notes.print(f"[dim]{escape(self.shown_note(text))}[/]", emoji=False)
 
 
 def _one_line(text: str) -> str:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentcell.cli._common import Commands, connect, group
-from agentcell.cli._output import out, print_table, when
+from agentcell.cli._output import RAW_HELP, out, print_table, untrusted, when
 from agentcell.config import Settings
 from agentcell.errors import InvalidRequest
 
@@ -20,6 +20,7 @@ def add_files(groups: Commands) -> None:
     cmds = group(groups, "files", "list, get, put, remove and zip files of your workspace")
     ls = cmds.add_parser("ls", help="list a folder")
     ls.add_argument("path", nargs="?", default=".", metavar="PATH")
+    ls.add_argument("--raw", action="store_true", help=RAW_HELP)
     ls.set_defaults(handler=_files_ls)
     get = cmds.add_parser("get", help="download a file")
     get.add_argument("path", metavar="PATH")
@@ -42,6 +43,7 @@ def add_files(groups: Commands) -> None:
 def _files_ls(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings) as client:
         listing = client.files_list(args.path)
+    shown = untrusted(sys.stdout, args.raw)  # names are the cell's: ESC in one is not obeyed
     table = Table(box=None, header_style="bold")
     table.add_column("TYPE")
     table.add_column("SIZE", justify="right")
@@ -49,7 +51,7 @@ def _files_ls(args: argparse.Namespace, settings: Settings) -> int:
     table.add_column("NAME", no_wrap=True)
     for e in sorted(listing.entries, key=lambda e: (e.type != "dir", e.name)):
         name = f"{e.name}/" if e.type == "dir" else e.name
-        table.add_row(e.type, f"{e.size:,}", when(e.modified_at), escape(name))
+        table.add_row(e.type, f"{e.size:,}", when(e.modified_at), escape(shown(name)))
     print_table(table)
     return 0
 

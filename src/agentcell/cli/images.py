@@ -1,4 +1,4 @@
-"""``agentcell image build|ls``: sandbox images, built and listed on the local Docker engine."""
+"""``agentcell image build|ls|prune``: sandbox images on the local Docker engine."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def add_image(groups: Commands) -> None:
 
     ls = cmds.add_parser("ls", help="list agentcell images")
     ls.set_defaults(handler=_image_ls)
+
+    prune = cmds.add_parser(
+        "prune", help="remove old sandbox and base images that no container uses"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    prune.set_defaults(handler=_image_prune)
 
 
 @contextmanager
@@ -94,4 +100,18 @@ def _image_ls(_args: argparse.Namespace, settings: Settings) -> int:
         created = image.created.replace("T", " ")[:16]
         table.add_row(image.profile, image.tag, f"{image.size / 1e6:,.0f} MB", created)
     print_table(table)
+    return 0
+
+
+def _image_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from agentcell.sandbox.docker.prune import prune_images
+
+    with _docker(settings) as client:
+        keep = {settings.image} if settings.image else set()
+        pruned = prune_images(client, keep=keep, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for p in pruned:
+        print(f"{verb} {p.image_id[7:19]} {' '.join(p.tags) or '<dangling>'}")
+    total = sum(p.size for p in pruned) / 1e6
+    print(f"{verb} {len(pruned)} images, {total:,.0f} MB")
     return 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 from rich.markup import escape
@@ -66,6 +68,18 @@ def _listen(settings: Settings) -> socket.socket | None:
     return sock
 
 
+def command_name() -> str:
+    """How to run this CLI from another terminal: ``agentcell`` when that is what PATH finds,
+    else the full path of the one running now (e.g. ``.venv/bin/agentcell``)."""
+    running = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("agentcell")
+    if running is not None and running.name == "agentcell":
+        if found and Path(found).resolve() == running:
+            return "agentcell"
+        return str(running)
+    return "agentcell" if found else f"{sys.executable} -m agentcell.cli"
+
+
 def _first_screen(settings: Settings, token: str, created: bool) -> None:
     host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
     url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
@@ -84,10 +98,11 @@ def _first_screen(settings: Settings, token: str, created: bool) -> None:
         steps.append(f"export AGENTCELL_ADMIN_TOKEN={value}")
     if url != ClientSettings.model_fields["url"].default:
         steps.append(f"export AGENTCELL_URL={url}")
+    cli = command_name()
     steps += [
-        "agentcell users add alice",
+        f"{cli} users add alice",
         "export AGENTCELL_API_KEY=<the key it prints>",
-        "agentcell exec 'print(6*7)'",
+        f"{cli} exec 'print(6*7)'",
     ]
     console.print("\nnext, in another terminal:")
     for step in steps:

@@ -10,6 +10,7 @@ from rich.table import Table
 from agentcell.cli._common import Commands, connect, group
 from agentcell.cli._output import out, print_table, when
 from agentcell.config import Settings
+from agentcell.errors import NotFound
 
 
 def add_users(groups: Commands) -> None:
@@ -20,7 +21,7 @@ def add_users(groups: Commands) -> None:
     ls = cmds.add_parser("list", aliases=["ls"], help="list users")
     ls.set_defaults(handler=_users_list)
     rm = cmds.add_parser("rm", help="remove a user and their cell (their workspace is kept)")
-    rm.add_argument("user_id", metavar="ID")
+    rm.add_argument("user", metavar="NAME|ID")
     rm.add_argument("--delete-workspace", action="store_true", help="delete their files too")
     rm.set_defaults(handler=_users_rm)
 
@@ -50,7 +51,11 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _users_rm(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings, admin=True) as client:
-        client.users_rm(args.user_id, delete_workspace=args.delete_workspace)
+        found = [u for u in client.users_list() if args.user in (u.name, u.id)]
+        if not found:
+            raise NotFound(f"no user {args.user!r}", hint="list the users: agentcell users ls")
+        user = found[0]
+        client.users_rm(user.id, delete_workspace=args.delete_workspace)
     kept = "workspace deleted" if args.delete_workspace else "workspace kept"
-    out().print(f"user {escape(args.user_id)} removed ({kept})")
+    out().print(f"user {escape(user.name)} ({escape(user.id)}) removed ({kept})")
     return 0

@@ -18,6 +18,7 @@ from agentcell.errors import (
 )
 from agentcell.executor.client import ExecResult, ExecutorClient
 from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output
+from agentcell.sandbox.audit import audited
 from agentcell.sandbox.base import CellState, ContainerInfo
 
 if TYPE_CHECKING:
@@ -113,10 +114,12 @@ class Cell:
     ) -> ExecResult:
         """Run code and collect its output. python keeps state per ``context``."""
         request = self._request(code, language, context, timeout_s, output_limit, env)
-        async with self.using() as client:
-            result = await client.exec(request)
-        if result.oom_killed:
-            raise self._oom(context)
+        with audited(self.manager.exec_audit, self.owner, language, code) as record:
+            async with self.using() as client:
+                result = await client.exec(request)
+            if result.oom_killed:
+                raise self._oom(context)
+            record.exit(result.exit_code, timed_out=result.timed_out)
         return result
 
     async def stream(
@@ -131,11 +134,14 @@ class Cell:
     ) -> AsyncIterator[Output | Exit]:
         """Run code, yielding output events as they come and the ``Exit`` last."""
         request = self._request(code, language, context, timeout_s, output_limit, env)
-        async with self.using() as client:
-            async for event in client.stream(request):
-                if isinstance(event, Exit) and event.oom_killed:
-                    raise self._oom(context)
-                yield event
+        with audited(self.manager.exec_audit, self.owner, language, code) as record:
+            async with self.using() as client:
+                async for event in client.stream(request):
+                    if isinstance(event, Exit):
+                        if event.oom_killed:
+                            raise self._oom(context)
+                        record.exit(event.exit_code, timed_out=event.timed_out)
+                    yield event
 
     async def interrupt(self, context: str = "default") -> None:
         async with self.using() as client:

@@ -29,6 +29,7 @@ from agentcell.errors import (
 )
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
+from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.base import (
     Backend,
     CellSpec,
@@ -72,6 +73,7 @@ class CellManager:
         self.registry = Registry(data / "cells.json")
         self.uids = CellUids(data / "uids.json")
         self.image = ""
+        self.exec_audit: ExecAudit | None = None  # every exec is recorded here (the server's store)
         self._cells: dict[str, Cell] = {}  # by owner
         self._pool: list[Cell] = []
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

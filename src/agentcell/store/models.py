@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -106,6 +107,12 @@ class AuditEvent(Base):
     # Spelled out: SQLAlchemy 2.0 maps ``float`` to Float, 2.1 to Double.
     duration_ms: Mapped[float | None] = mapped_column(Double)
     ok: Mapped[bool]
+    # Execs only: ``ref`` names the exec's row, written when it starts and completed when it
+    # ends; ``status`` is "running", "done", or "unfinished" (the server stopped first);
+    # ``started_by`` is "api" or "agent:<session id>". Empty for other events.
+    ref: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("''"), default="")
+    started_by: Mapped[str] = mapped_column(String(64), server_default=text("''"), default="")
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id!r}, user_id={self.user_id!r}, action={self.action!r})"

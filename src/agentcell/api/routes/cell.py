@@ -26,7 +26,6 @@ from agentcell.errors import AgentcellError, PayloadTooLarge
 from agentcell.executor.protocol import Exit
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
-from agentcell.store import Store
 
 router = APIRouter(prefix="/v1/cell", tags=["cell"])
 
@@ -77,25 +76,13 @@ def sse(event: str, data: object) -> bytes:
 
 @dataclass
 class ExecLog:
-    """Records one exec in the audit log and the metrics."""
+    """Records one exec in the metrics. (The cell audits every exec: ``sandbox.audit``.)"""
 
-    store: Store
     metrics: Metrics
-    owner: str
     body: ExecRequest
 
     async def done(self, exit_code: int | None, duration_ms: float, error: str = "") -> None:
         ok = exit_code == 0 and not error
-        detail = f"{error}\n{self.body.code}" if error else self.body.code
-        await self.store.record(
-            self.owner,
-            "exec",
-            target=self.body.language,
-            detail=detail,
-            exit_code=exit_code,
-            duration_ms=duration_ms,
-            ok=ok,
-        )
         self.metrics.observe_exec(self.body.language, ok, duration_ms)
 
 
@@ -133,7 +120,6 @@ async def exec_code(
     request: Request,
     user: CurrentUser,
     cells: CellsDep,
-    store: StoreDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     limits: LimitsDep,
@@ -141,7 +127,7 @@ async def exec_code(
     """Run code in the caller's cell. ``Accept: text/event-stream`` streams
     ``stdout``/``stderr`` events, then ``exit`` (or ``error``)."""
     _check_size(body, settings)
-    log = ExecLog(store, metrics, user.id, body)
+    log = ExecLog(metrics, body)
     if "text/event-stream" not in request.headers.get("accept", ""):
         with limits.running.hold(user.id):
             cell = await cells.ensure(user.id)

@@ -8,10 +8,11 @@ answers when it is done.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response, status
+from fastapi import APIRouter, Body, FastAPI, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from agentcell.agent.models import build_model
@@ -27,12 +28,26 @@ from agentcell.api.schemas import (
     SessionPublic,
 )
 from agentcell.api.turns import ModelFactory, Turn, Turns
-from agentcell.errors import NotFound
+from agentcell.errors import AgentcellError, InvalidRequest, ModelNotConfigured, NotFound
 from agentcell.store import ChatSession, Message, Store
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 HEARTBEAT_S = 15.0  # an SSE comment this often while the agent works quietly (proxies hang up)
+
+
+def check_model(app: FastAPI) -> None:
+    """Say once, at start, when chat cannot work: no model is configured. (Each chat request
+    then answers 503 with the same message, and is not logged again.)"""
+    factory: ModelFactory = getattr(app.state, "model_factory", None) or build_model
+    try:
+        factory(app.state.settings)
+    except ModelNotConfigured as exc:
+        log.warning("chat is off: %s; %s", exc.message, exc.hint)
+    except AgentcellError as exc:
+        log.warning("chat will fail: %s; %s", exc.message, exc.hint)
 
 
 def _turns(request: Request) -> Turns:
@@ -131,6 +146,8 @@ async def chat(
     streams ``text``, ``tool_call``, ``tool_result`` and ``agent`` events as the turn runs, then
     ``done`` (the turn is kept by then) or ``error`` (nothing is kept). Closing the stream stops
     the turn. One turn at a time per session: another answers 409."""
+    if not body.content.strip():
+        raise InvalidRequest("the message is empty", hint="send some text to ask the agent")
     await _owned(store, user.id, session_id)
     turn = _turns(request).claim(user.id, session_id, body.content, store)
     try:

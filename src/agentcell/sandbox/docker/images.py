@@ -269,21 +269,26 @@ def _choose_base(
     return _rootfs_base(client, prof, progress, force, mirror, cache), {}
 
 
-def _stock_base_available(client: docker.DockerClient, progress: ProgressHook) -> bool:
-    if _image_exists(client, STOCK_BASE):
+def _stock_base_available(
+    client: docker.DockerClient, progress: ProgressHook, ref: str = STOCK_BASE
+) -> bool:
+    """Whether the stock base is here, or could be pulled. Progress shows a "pull" step only
+    for what Docker really pulls; trying a registry that does not answer is the "base" step's."""
+    if _image_exists(client, ref):
         return True
-    progress(ProgressEvent("pull", f"trying to pull {STOCK_BASE}"))
-    repo, tag = STOCK_BASE.split(":")
+    progress(ProgressEvent("base", f"trying to pull {ref}"))
+    repo, _, tag = ref.rpartition(":")
     saved = client.api.timeout
     client.api.timeout = PULL_TIMEOUT_S  # per read: a blackholed registry fails fast
     try:
         for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
             if "error" in event:
                 raise docker.errors.APIError(event["error"])
-            progress(ProgressEvent("pull", f"{event.get('id', '')} {event.get('status', '')}"))
+            step = "pull" if event.get("id") else "base"  # layer events: a real download
+            progress(ProgressEvent(step, f"{event.get('id', '')} {event.get('status', '')}"))
     except (docker.errors.DockerException, OSError) as e:
         reason = getattr(e, "explanation", None) or e
-        progress(ProgressEvent("pull", f"cannot pull {STOCK_BASE} ({reason}); using debootstrap"))
+        progress(ProgressEvent("base", f"cannot pull {ref} ({reason}); using debootstrap"))
         return False
     finally:
         client.api.timeout = saved

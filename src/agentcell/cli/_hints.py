@@ -1,0 +1,29 @@
+"""Hints in the CLI's words. The server's hints speak HTTP (``GET /v1/sessions``, the
+``Authorization`` header, ``/docs``), right for API clients; the CLI shows the command to
+run instead. Phrases the server's hints use, translated; a test keeps this list complete."""
+
+from __future__ import annotations
+
+from agentcell.errors import AgentcellError
+
+PHRASES = {
+    "list your sessions: GET /v1/sessions": "list your sessions: agentcell sessions ls",
+    "see /docs for the request schema": "see agentcell COMMAND --help",
+    "send the header 'Authorization: Bearer <your API key>'": (
+        "set AGENTCELL_API_KEY to your key (the admin makes one: agentcell users add NAME)"
+    ),
+    "send the admin token": (
+        "set AGENTCELL_ADMIN_TOKEN (the server's first screen shows it), or run the command "
+        "on the server's host, where the data dir holds it"
+    ),
+    "use a user's API key for this": "set AGENTCELL_API_KEY to a user's key",
+    "send some text to ask the agent": 'agentcell chat "what to ask"',
+}
+
+
+def cli_hint(error: AgentcellError) -> str:
+    """The error's hint, with every HTTP phrase of the server's replaced by a CLI command."""
+    hint = error.hint
+    for phrase, words in PHRASES.items():
+        hint = hint.replace(phrase, words)
+    return hint
