@@ -18,6 +18,9 @@ PHRASES = {
     ),
     "use a user's API key for this": "set AGENTCELL_API_KEY to a user's key",
     "send some text to ask the agent": 'agentcell chat "what to ask"',
+    "slow down: retry after the number of seconds in the Retry-After header": (
+        "slow down: retry in a few seconds"
+    ),
 }
 
 
