@@ -136,7 +136,10 @@ class Context:
         await wait_dead(self.pid, keep)
         self.reply = reply = self.loop.create_future()
         with contextlib.suppress(OSError):
-            await self.loop.sock_sendall(self.control, b'{"reap":true}\n')
+            # A child the code started itself may be waited for there: its status is the code's.
+            spare = [root] if include_root and root in children(self.pid) else []
+            reap = {"reap": True, "spare": spare}
+            await self.loop.sock_sendall(self.control, json.dumps(reap).encode() + b"\n")
         await wait_any((reply, self.exited), KILL_GRACE_S)
         self.reply = None
 

@@ -6,7 +6,7 @@ and ``CONTROL_FD`` is a socket to the server. Requests arrive there as JSON line
 ``{"code", "cwd", "env"}``. Like a notebook, the globals persist between runs and the value of a
 final expression is printed. After each run the kernel flushes stdout and stderr, then answers
 ``{"exit_code": n}``: everything the code printed is in the pipes before the answer is sent.
-``{"reap": true}`` asks it to reap the leftovers the server killed (a kernel is a subreaper: the
+``{"reap": true, "spare": [pids]}`` asks it to reap the leftovers the server killed (a kernel is a subreaper: the
 orphans of what its code starts are its children). Before a timeout's SIGINT the server sends
 ``TIMEOUT``, so that the kernel stops the code without a KeyboardInterrupt traceback.
 """
@@ -170,7 +170,8 @@ def serve(cwd: str) -> None:
             continue  # too late: the code had ended
         req = json.loads(line)
         if req.get("reap"):
-            control.sendall(json.dumps({"reaped": reap_killed()}).encode() + b"\n")
+            reaped = reap_killed(spare=req.get("spare", []))
+            control.sendall(json.dumps({"reaped": reaped}).encode() + b"\n")
             continue
         try:
             kernel.prepare(req["cwd"], req["env"])

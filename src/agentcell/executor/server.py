@@ -284,7 +284,7 @@ class Executor:
 
     async def list_processes(self, _req: p.ListProcesses, conn: Conn) -> None:
         procs = [proc for proc, _ in self.kept_processes().values() if proc.ppid]
-        conn.write(encode(p.Processes(sorted(procs, key=lambda proc: proc.pid))))
+        conn.write(p.Processes(sorted(procs, key=lambda proc: proc.pid)).encode())
 
     async def kill_process(self, req: p.KillProcess, conn: Conn) -> None:
         kept = self.kept_processes().get(req.pid) if isinstance(req.pid, int) else None

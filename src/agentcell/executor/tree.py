@@ -112,11 +112,13 @@ def command_of(pid: int) -> str:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
 
 
-def reap_killed() -> int:
+def reap_killed(spare: Collection[int] = ()) -> int:
     """Reap our children that died of SIGKILL (the leftovers kill_tree killed), leaving the
-    status of every other child to whoever waits for it (a Popen in the user's code)."""
+    status of every other child, and of spare, to whoever waits for it (a Popen in the code)."""
     reaped = 0
     for pid in children(os.getpid()):
+        if pid in spare:
+            continue
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
