@@ -6,9 +6,9 @@ and ``CONTROL_FD`` is a socket to the server. Requests arrive there as JSON line
 ``{"code", "cwd", "env"}``. Like a notebook, the globals persist between runs and the value of a
 final expression is printed. After each run the kernel flushes stdout and stderr, then answers
 ``{"exit_code": n}``: everything the code printed is in the pipes before the answer is sent.
-``{"reap": true, "spare": [pids]}`` asks it to reap the leftovers the server killed (a kernel is a subreaper: the
-orphans of what its code starts are its children). Before a timeout's SIGINT the server sends
-``TIMEOUT``, so that the kernel stops the code without a KeyboardInterrupt traceback.
+``{"reap": true, "spare": [pids]}`` asks it to reap the leftovers the server killed (a kernel is
+a subreaper: the orphans of what its code starts are its children). Before a timeout's SIGINT the
+server sends ``TIMEOUT``, so that the kernel stops the code without a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
