@@ -13,7 +13,14 @@ from fastapi.responses import StreamingResponse
 
 from agentcell.api.deps import CellsDep, CurrentUser, MetricsDep, SettingsDep, StoreDep
 from agentcell.api.metrics import Metrics
-from agentcell.api.schemas import CellPublic, ExecRequest, ExecResponse, ExitEvent, Limits
+from agentcell.api.schemas import (
+    CellProcess,
+    CellPublic,
+    ExecRequest,
+    ExecResponse,
+    ExitEvent,
+    Limits,
+)
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, PayloadTooLarge
 from agentcell.executor.protocol import Exit
@@ -97,7 +104,11 @@ async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncIte
     logged = False
     try:
         async for event in cell.stream(
-            body.code, body.language, context=body.context, timeout_s=body.timeout_s
+            body.code,
+            body.language,
+            context=body.context,
+            timeout_s=body.timeout_s,
+            background=body.background,
         ):
             if isinstance(event, Exit):
                 # Recorded before the last event goes out: a client may hang up right after it.
@@ -141,13 +152,33 @@ async def exec_code(
     started = time.perf_counter()
     try:
         result = await cell.exec(
-            body.code, body.language, context=body.context, timeout_s=body.timeout_s
+            body.code,
+            body.language,
+            context=body.context,
+            timeout_s=body.timeout_s,
+            background=body.background,
         )
     except AgentcellError as exc:
         await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
         raise
     await log.done(result.exit_code, result.duration_ms)
     return ExecResponse.model_validate(result, from_attributes=True)
+
+
+@router.get("/processes")
+async def list_processes(user: CurrentUser, cells: CellsDep) -> list[CellProcess]:
+    """The processes that background execs (``background: true``) kept running in your cell."""
+    cell = await cells.ensure(user.id)
+    return [CellProcess.model_validate(p, from_attributes=True) for p in await cell.processes()]
+
+
+@router.delete("/processes/{pid}", status_code=204)
+async def kill_process(pid: int, user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
+    """Kill a process a background exec kept, and everything it started."""
+    cell = await cells.ensure(user.id)
+    await cell.kill_process(pid)
+    await store.record(user.id, "process.kill", target=str(pid))
+    return Response(status_code=204)
 
 
 @router.post("/restart")
