@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterable
 from typing import NoReturn
 
@@ -19,6 +20,8 @@ from .tree import set_subreaper
 from .zygote import ALL_SIGNALS, place_fds, reset_signals
 
 STATUS_FD = 3  # in the holder
+STUCK = b"stuck\n"  # on the status pipe: bash could not be started, the cell is at its pids limit
+FORK_TRIES = 20
 
 
 def fork_holder(argv: list[str], cwd: str, env: dict[str, str]) -> tuple[int, int, int, int]:
@@ -53,8 +56,10 @@ def become_holder(
         os.setsid()
         set_subreaper()
         place_fds(os.open(os.devnull, os.O_RDONLY), *writes)
-        bash = os.fork()
-        if bash == 0:
+        bash = fork_patiently()
+        if bash < 0:
+            os.write(STATUS_FD, STUCK)
+        elif bash == 0:
             run_shell(argv, cwd, env, mask)
         os.close(0)
         os.close(1)
@@ -71,6 +76,17 @@ def become_holder(
                 os.close(STATUS_FD)
     finally:
         os._exit(0)
+
+
+def fork_patiently() -> int:
+    """fork, retried for a second while the pids limit refuses it (a leftover may be dying);
+    -1 if it never succeeds."""
+    for _ in range(FORK_TRIES):
+        try:
+            return os.fork()
+        except BlockingIOError:
+            time.sleep(1 / FORK_TRIES)
+    return -1
 
 
 def run_shell(argv: list[str], cwd: str, env: dict[str, str], mask: Iterable[int]) -> NoReturn:

@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import protocol as p
-from .cellenv import thread_env
+from .cellenv import read, thread_env
 from .conn import Conn, Fail, encode
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
 from .files import Files, inside
-from .holder import fork_holder
+from .holder import STUCK, fork_holder
 from .pipes import Pump, Sink
 from .procs import OomCounter, wait_any, watch_exit
 from .tree import children, command_of, descendants, kill_tree, ppid_of, set_subreaper, wait_dead
@@ -163,7 +163,10 @@ class Executor:
         timed_out = not status.done()
         if not status.done():  # timed out, or the client is gone: everything goes
             kill_tree(holder)
-        code = os.waitstatus_to_exitcode(await status)
+        if (status_ := await status) is None:
+            pump.sink = None
+            raise stuck()
+        code = os.waitstatus_to_exitcode(status_)
         # Done when bash exits: kept jobs may hold the pipes open, so take what is there, then
         # keep reading them to no one, so that a job writing later gets no SIGPIPE.
         out.finish(pump.drain)
@@ -194,11 +197,7 @@ class Executor:
         try:
             return start()
         except BlockingIOError:
-            raise Fail(
-                "cell_stuck",
-                f"this cell is at its process limit ({pids_max()} processes): nothing new can "
-                "start, and no leftover could be killed to make room",
-            ) from None
+            raise stuck() from None
 
     async def sweep(self) -> None:
         """Kill the server's children that no one owns: what the code of a python context that
@@ -353,10 +352,19 @@ async def answer_error(conn: Conn, error: p.Error, msg: p.Message | None) -> Non
                 pass
 
 
-def read_status(fd: int) -> asyncio.Future[int]:
-    """The wait status a holder writes on its status pipe (SIGKILL if it dies without one)."""
+def stuck() -> Fail:
+    return Fail(
+        "cell_stuck",
+        f"this cell is at its process limit ({pids_max()} processes): nothing new can start, "
+        "and no leftover could be killed to make room",
+    )
+
+
+def read_status(fd: int) -> asyncio.Future[int | None]:
+    """The wait status a holder writes on its status pipe (SIGKILL if it dies without one;
+    None if it could not start bash at all)."""
     loop = asyncio.get_running_loop()
-    fut: asyncio.Future[int] = loop.create_future()
+    fut: asyncio.Future[int | None] = loop.create_future()
     data = bytearray()
 
     def ready() -> None:
@@ -371,7 +379,8 @@ def read_status(fd: int) -> asyncio.Future[int]:
             loop.remove_reader(fd)
             os.close(fd)
             if not fut.done():
-                fut.set_result(int(data) if data.endswith(b"\n") else signal.SIGKILL)
+                ended = data.endswith(b"\n")
+                fut.set_result(None if data == STUCK else int(data) if ended else signal.SIGKILL)
 
     os.set_blocking(fd, False)
     loop.add_reader(fd, ready)
@@ -379,11 +388,10 @@ def read_status(fd: int) -> asyncio.Future[int]:
 
 
 def pids_max() -> str:
-    try:
-        with open("/sys/fs/cgroup/pids.max") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):  # v2, v1
+        with contextlib.suppress(OSError):
+            return read(path)
+    return "unknown"
 
 
 def ms_since(start: float) -> float:
