@@ -99,6 +99,14 @@ class ExecutorUnreachable(ExecutorError):
     hint = "the cell may be starting, stopped or restarting; retry, or restart the cell"
 
 
+class CellStuck(ExecutorError):
+    """The cell is at its process limit and the executor could not make room: it is restarted."""
+
+    status_code = 503
+    code = "cell_stuck"
+    hint = "retry the call; start fewer processes at once"
+
+
 class InvalidRequest(AgentcellError, ValueError):
     status_code = 400
     code = "invalid_request"
@@ -232,5 +240,6 @@ BY_CODE: dict[str, type[AgentcellError]] = {
         FileTooLarge,
         WorkspaceFull,
         ExecutorError,
+        CellStuck,
     )
 }

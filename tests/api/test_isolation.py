@@ -21,7 +21,8 @@ CALLERS = ("owner", "other", "anonymous", "wrong_key", "admin")
 class Row:
     method: str
     # may hold {victim} (the owner's user id), {spare} (a user the admin may delete) and
-    # {session} (a chat session of the owner's)
+    # {session} (a chat session of the owner's), {kept} (a process the owner's background exec
+    # kept running)
     path: str
     expect: tuple[int, int, int, int, int]  # owner, other, anonymous, wrong key, admin
     params: tuple[tuple[str, str], ...] = ()
@@ -50,6 +51,9 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/v1/sessions/{session}/messages", (200, 404, A, A, U)),
     Row("POST", "/v1/sessions/{session}/messages", (200, 404, A, A, U), json={"content": "hi"}),
     Row("DELETE", "/v1/sessions/{session}", (204, 404, A, A, U)),
+    # The owner's kept process: another user's cell has no such process.
+    Row("GET", "/v1/cell/processes", (200, 200, A, A, U)),
+    Row("DELETE", "/v1/cell/processes/{kept}", (204, 404, A, A, U)),
     Row("POST", "/v1/cell/restart", (200, 200, A, A, U)),
     Row("DELETE", "/v1/cell", (204, 204, A, A, U)),
     Row("GET", "/v1/users", (U, U, A, A, 200)),
@@ -69,9 +73,12 @@ class World:
     victim: str  # the owner's user id
     spare: str
     session: str  # a chat session of the owner's
+    kept: int  # a process the owner's background exec kept
 
     def call(self, row: Row, caller: str) -> httpx.Response:
-        path = row.path.format(victim=self.victim, spare=self.spare, session=self.session)
+        path = row.path.format(
+            victim=self.victim, spare=self.spare, session=self.session, kept=self.kept
+        )
         return self.http.request(
             row.method,
             path,
@@ -103,6 +110,8 @@ def world(chat_server: Live) -> Iterator[World]:
         ):
             http.put("/v1/files/raw", params={"path": path}, content=body, headers=owner)
         session = http.post("/v1/sessions", json={"title": "owner's"}, headers=owner).json()
+        job = {"code": "sleep 300 & echo $!", "language": "shell", "background": True}
+        kept = int(http.post("/v1/cell/exec", json=job, headers=owner).json()["stdout"])
         yield World(
             http=http,
             headers={
@@ -115,6 +124,7 @@ def world(chat_server: Live) -> Iterator[World]:
             victim="u_doesnotexist",
             spare=users["spare"]["id"],
             session=session["id"],
+            kept=kept,
         )
 
 
@@ -122,7 +132,12 @@ def test_the_matrix_covers_every_route(server: Live) -> None:
     with httpx.Client(base_url=server.url) as http:
         spec = http.get("/openapi.json").json()
     served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    placeholders = {"{spare}": "{user_id}", "{victim}": "{user_id}", "{session}": "{session_id}"}
+    placeholders = {
+        "{spare}": "{user_id}",
+        "{victim}": "{user_id}",
+        "{session}": "{session_id}",
+        "{kept}": "{pid}",
+    }
     covered = set()
     for row in MATRIX:
         path = row.path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
-from agentcell.errors import CellDied, WorkspaceFull
+from agentcell.errors import CellDied, CellOutOfMemory, CellStuck, WorkspaceFull
 from agentcell.executor.protocol import Output
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID
@@ -25,6 +26,71 @@ async def test_fork_bomb_is_contained_and_the_cell_still_answers(manager: CellMa
     assert (await cell.exec("print('alive')", timeout_s=30)).stdout == "alive\n"
     forks = await cell.exec("for i in $(seq 20); do /bin/true; done; echo ok", language="shell")
     assert forks.stdout == "ok\n"
+
+
+# Prints every process in the cell but PID 1 (tini), the executor and its python kernels (forks
+# of it: the same command line), and this code's own process. Zombies count: they hold pids.
+OTHERS = """
+import os
+server = open(f'/proc/{os.getppid()}/cmdline', 'rb').read()
+others = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()
+    except OSError:
+        continue
+    if int(pid) not in (1, os.getpid()) and cmd != server:
+        others.append(cmd.decode(errors='replace'))
+print(others)
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "language"),
+    [
+        (":(){ :|:& };:", "shell"),  # returns at once: the bombs are left behind
+        ("bomb() { bomb | bomb; }; bomb", "shell"),  # until its timeout
+        ("import os\nwhile True: os.fork()", "python"),
+    ],
+    ids=["shell, returns at once", "shell, until its timeout", "python"],
+)
+async def test_after_a_fork_bomb_only_the_executor_and_kernels_are_left(
+    manager: CellManager, code: str, language: str
+) -> None:
+    cell = await manager.ensure("mallory")
+    with contextlib.suppress(CellOutOfMemory):  # python's forks may fill memory before pids
+        await cell.exec(code, language=language, timeout_s=5)  # type: ignore[arg-type]
+    assert (await cell.exec("echo alive", language="shell")).stdout == "alive\n"
+    assert (await cell.exec(OTHERS, timeout_s=30)).stdout == "[]\n"
+
+
+async def test_a_cell_at_its_pids_limit_says_so_and_recovers(manager: CellManager) -> None:
+    cell = await manager.ensure("mallory")
+    await cell.exec("echo kept > /workspace/kept.txt", language="shell")
+    # Kept on purpose: background processes are not the executor's to kill.
+    await cell.exec(":(){ :|:& };:", language="shell", background=True)
+
+    async def until_stuck() -> None:
+        for _ in range(200):  # until the bomb fills the pids limit
+            await cell.exec("true", language="shell", timeout_s=10)
+
+    with pytest.raises(CellStuck) as stuck:
+        await until_stuck()
+    assert "process limit (256 processes)" in stuck.value.message
+    assert "the cell was restarted" in stuck.value.message
+    assert (await cell.exec("cat /workspace/kept.txt", language="shell")).stdout == "kept\n"
+    assert (await cell.exec(OTHERS, timeout_s=30)).stdout == "[]\n"
+
+
+async def test_thread_counts_follow_the_cells_cpus(make_manager: ManagerFactory) -> None:
+    async with make_manager(limits={"cpus": 1}) as manager:
+        cell = await manager.ensure("numpy")
+        env = await cell.exec(
+            "import os\nprint(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+        )
+        assert env.stdout == "1 1\n"
+        shell = await cell.exec("echo $MKL_NUM_THREADS $NUMEXPR_NUM_THREADS", language="shell")
+        assert shell.stdout == "1 1\n"
 
 
 async def test_orphans_are_reaped_so_zombies_never_pile_up(manager: CellManager) -> None:

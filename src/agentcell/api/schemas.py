@@ -51,6 +51,9 @@ class ExecRequest(BaseModel):
     code: str = Field(min_length=1)
     timeout_s: float | None = Field(None, gt=0, description="default and maximum in settings")
     context: str = Field("default", pattern=CONTEXT_PATTERN, description="python context name")
+    background: bool = Field(
+        False, description="keep the processes it leaves running (else killed at its end)"
+    )
 
 
 class ExecResponse(BaseModel):
@@ -60,6 +63,9 @@ class ExecResponse(BaseModel):
     duration_ms: float
     truncated: bool
     timed_out: bool
+    context_reset: bool = Field(
+        False, description="the python context was restarted: its variables are gone"
+    )
 
 
 class ExitEvent(BaseModel):
@@ -69,6 +75,18 @@ class ExitEvent(BaseModel):
     duration_ms: float
     truncated: bool
     timed_out: bool
+    context_reset: bool = Field(
+        False, description="the python context was restarted: its variables are gone"
+    )
+
+
+class CellProcess(BaseModel):
+    """A process a background exec kept running in the cell."""
+
+    pid: int
+    ppid: int
+    command: str
+    origin: str = Field(description='"shell", or "python:<context>"')
 
 
 class Limits(BaseModel):

@@ -28,6 +28,7 @@ from agentcell.cli.chat import add_chat
 from agentcell.cli.exec import add_exec
 from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
+from agentcell.cli.processes import add_processes
 from agentcell.cli.serve import add_serve
 from agentcell.cli.users import add_users
 from agentcell.config import Settings
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(groups)
     add_users(groups)
     add_exec(groups)
+    add_processes(groups)
     add_chat(groups)
     add_files(groups)
     add_cell(groups)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.markup import escape
+
 from agentcell.cli._common import Commands, connect
 from agentcell.cli._output import RAW_HELP, err, untrusted
 from agentcell.client import ExitEvent, StderrEvent, StdoutEvent
@@ -38,6 +40,11 @@ def add_exec(groups: Commands) -> None:
         "--context", default="default", metavar="NAME", help="python context; variables persist"
     )
     p.add_argument("--raw", action="store_true", help=RAW_HELP)
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="keep the processes it leaves running (see agentcell ps, agentcell kill)",
+    )
     p.set_defaults(handler=_exec)
 
 
@@ -64,7 +71,9 @@ def _exec(args: argparse.Namespace, settings: Settings) -> int:
     done: ExitEvent | None = None
     shown = {stream: untrusted(stream, args.raw) for stream in (sys.stdout, sys.stderr)}
     with connect(args, settings) as client:
-        for event in client.exec_stream(code, language, args.timeout, args.context):
+        for event in client.exec_stream(
+            code, language, args.timeout, args.context, background=args.background
+        ):
             if isinstance(event, StdoutEvent | StderrEvent):
                 stream = sys.stdout if isinstance(event, StdoutEvent) else sys.stderr
                 stream.write(shown[stream](event.data))
@@ -75,6 +84,11 @@ def _exec(args: argparse.Namespace, settings: Settings) -> int:
     console = err()
     if done.timed_out:
         console.print(f"[yellow]timed out[/] after {done.duration_ms / 1000:.1f} s")
+    if done.context_reset:
+        console.print(
+            f"[yellow]python context {escape(repr(args.context))} was reset[/]: "
+            "its variables are gone"
+        )
     if done.truncated:
         console.print("[yellow]output truncated[/]: more than the server's output limit")
     code_ = done.exit_code

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
+    CellProcess,
     CellPublic,
     ChatReply,
     ExecResponse,
@@ -156,6 +157,7 @@ _USERS = TypeAdapter(list[UserPublic])
 _CELLS = TypeAdapter(list[AdminCell])
 _SESSIONS = TypeAdapter(list[SessionPublic])
 _MESSAGES = TypeAdapter(list[MessagePublic])
+_PROCESSES = TypeAdapter(list[CellProcess])
 
 
 def _users(response: httpx.Response) -> list[UserPublic]:
@@ -172,6 +174,10 @@ def _sessions(response: httpx.Response) -> list[SessionPublic]:
 
 def _messages(response: httpx.Response) -> list[MessagePublic]:
     return _MESSAGES.validate_json(response.content)
+
+
+def _processes(response: httpx.Response) -> list[CellProcess]:
+    return _PROCESSES.validate_json(response.content)
 
 
 def _session_path(session_id: str, rest: str = "") -> str:
@@ -202,15 +208,29 @@ class Api:
 
     @staticmethod
     def exec(
-        code: str, language: str, timeout_s: float | None, context: str, *, stream: bool = False
+        code: str,
+        language: str,
+        timeout_s: float | None,
+        context: str,
+        *,
+        stream: bool = False,
+        background: bool = False,
     ) -> Call[ExecResponse]:
         body: dict[str, Any] = {"language": language, "code": code, "context": context}
         if timeout_s is not None:
             body["timeout_s"] = timeout_s
+        if background:
+            body["background"] = True
         headers = {"Accept": SSE} if stream else {}
         return Call(
             "POST", "/v1/cell/exec", _model(ExecResponse), json=body, headers=headers, long=True
         )
+
+    processes = Call("GET", "/v1/cell/processes", _processes)
+
+    @staticmethod
+    def process_kill(pid: int) -> Call[None]:
+        return Call("DELETE", f"/v1/cell/processes/{int(pid)}", _nothing)
 
     @staticmethod
     def files_list(path: str | Path, cursor: str | None = None) -> Call[FileList]:

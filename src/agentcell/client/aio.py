@@ -13,6 +13,7 @@ import httpx
 from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
+    CellProcess,
     CellPublic,
     ChatReply,
     ExecResponse,
@@ -109,8 +110,20 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         language: str = "python",
         timeout_s: float | None = None,
         context: str = "default",
+        *,
+        background: bool = False,
     ) -> ExecResponse:
-        return await self._send(Api.exec(code, language, timeout_s, context))
+        """``background``: keep the processes it leaves running (else killed at its end)."""
+        call = Api.exec(code, language, timeout_s, context, background=background)
+        return await self._send(call)
+
+    async def processes(self) -> list[CellProcess]:
+        """The processes background execs kept running in your cell."""
+        return await self._send(Api.processes)
+
+    async def process_kill(self, pid: int) -> None:
+        """Kill a kept process and everything it started."""
+        await self._send(Api.process_kill(pid))
 
     async def exec_stream(
         self,
@@ -118,10 +131,14 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         language: str = "python",
         timeout_s: float | None = None,
         context: str = "default",
+        *,
+        background: bool = False,
     ) -> AsyncIterator[ExecEvent]:
         """See Client.exec_stream."""
         events = ExecEvents()
-        async with self._stream(Api.exec(code, language, timeout_s, context, stream=True)) as r:
+        async with self._stream(
+            Api.exec(code, language, timeout_s, context, stream=True, background=background)
+        ) as r:
             async for line in r.aiter_lines():
                 if event := events.feed(line):
                     yield event

@@ -12,6 +12,7 @@ import httpx
 from agentcell.api.schemas import (
     AdminCell,
     AuditPage,
+    CellProcess,
     CellPublic,
     ChatReply,
     ExecResponse,
@@ -103,8 +104,20 @@ class Client(BaseClient[httpx.Client]):
         language: str = "python",
         timeout_s: float | None = None,
         context: str = "default",
+        *,
+        background: bool = False,
     ) -> ExecResponse:
-        return self._send(Api.exec(code, language, timeout_s, context))
+        """``background``: keep the processes it leaves running (else killed at its end)."""
+        call = Api.exec(code, language, timeout_s, context, background=background)
+        return self._send(call)
+
+    def processes(self) -> list[CellProcess]:
+        """The processes background execs kept running in your cell."""
+        return self._send(Api.processes)
+
+    def process_kill(self, pid: int) -> None:
+        """Kill a kept process and everything it started."""
+        self._send(Api.process_kill(pid))
 
     def exec_stream(
         self,
@@ -112,12 +125,16 @@ class Client(BaseClient[httpx.Client]):
         language: str = "python",
         timeout_s: float | None = None,
         context: str = "default",
+        *,
+        background: bool = False,
     ) -> Iterator[ExecEvent]:
         """Output events as the code writes them, then one ExitEvent (the request is sent when
         iteration starts). An ``error`` event raises. The ExitEvent comes once the server has
         ended the response: the exec is then fully done (audited) and the connection reusable."""
         events = ExecEvents()
-        with self._stream(Api.exec(code, language, timeout_s, context, stream=True)) as r:
+        with self._stream(
+            Api.exec(code, language, timeout_s, context, stream=True, background=background)
+        ) as r:
             for line in r.iter_lines():
                 if event := events.feed(line):
                     yield event

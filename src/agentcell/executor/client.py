@@ -171,6 +171,14 @@ class ExecutorClient:
     async def close_context(self, context: str = "default") -> None:
         await self._call(p.CloseContext(context), p.Ok)
 
+    async def list_processes(self) -> builtins.list[p.Process]:
+        """The processes background execs kept running."""
+        return (await self._call(p.ListProcesses(), p.Processes)).processes
+
+    async def kill_process(self, pid: int) -> None:
+        """Kill a kept process and everything under it."""
+        await self._call(p.KillProcess(pid), p.Ok)
+
     async def list(self, path: str = ".") -> builtins.list[Entry]:
         """Every entry of the folder (or the one file), page after page."""
         entries: builtins.list[Entry] = []

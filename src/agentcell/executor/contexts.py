@@ -14,8 +14,10 @@ import time
 
 from . import protocol as p
 from .conn import Fail
+from .kernel import TIMEOUT
 from .pipes import Pump
 from .procs import killpg, wait_any, watch_exit
+from .tree import children, kill_tree, wait_dead
 from .zygote import fork_kernel
 
 KILL_GRACE_S = 1.0
@@ -39,6 +41,7 @@ class Context:
         self.evicted = False  # closed to make room: the next exec reports context_reset
         self.replies = bytearray()
         self.reply: asyncio.Future[bytes] | None = None
+        self.kept: set[int] = set()  # children that background execs kept running
 
     @property
     def alive(self) -> bool:
@@ -46,6 +49,7 @@ class Context:
 
     def start(self, cwd: str, env: dict[str, str]) -> None:
         self.pid, out_r, err_r, self.control = fork_kernel(cwd, env)
+        self.kept = set()
         self.exited = watch_exit(self.pid)
         self.pump = Pump({"stdout": out_r, "stderr": err_r})
         self.replies.clear()
@@ -76,7 +80,10 @@ class Context:
     async def close(self) -> None:
         """Kill the kernel and everything in its process group."""
         if self.pid is not None:
-            # The whole group, even when the kernel itself is gone: what it started may live on.
+            # Its whole tree, and the whole group even when the kernel itself is gone (what it
+            # started lives on under the server then: the server sweeps those).
+            if not self.exited.done():
+                kill_tree(self.pid, include_root=True)
             killpg(self.pid, signal.SIGKILL)
             await self.exited
             self.pump.close()
@@ -95,6 +102,8 @@ class Context:
         await wait_any((reply, self.exited, gone), req.timeout_s)
         timed_out = not (reply.done() or self.exited.done())
         if timed_out:
+            with contextlib.suppress(OSError):  # the note first: the kernel looks for it on SIGINT
+                self.control.send(TIMEOUT)
             self.signal(signal.SIGINT)
             await wait_any((reply, self.exited), KILL_GRACE_S)
             if not (reply.done() or self.exited.done()):
@@ -106,6 +115,33 @@ class Context:
             return int(json.loads(line)["exit_code"]), timed_out, False
         self.signal(signal.SIGKILL)  # dead, or it closed its control socket: no use any more
         return os.waitstatus_to_exitcode(await self.exited), timed_out, True
+
+    def leftovers(self) -> list[int]:
+        """The kernel's children that no background exec kept (cheap: one /proc read)."""
+        self.kept.intersection_update(kids := children(self.pid) if self.pid else [])
+        return [pid for pid in kids if pid not in self.kept]
+
+    async def clean(self, background: bool) -> None:
+        """At the end of an exec: keep what it left running, or kill it all and have the kernel
+        reap it. The kernel is idle (its reply came) and alive."""
+        if background:
+            self.kept.update(children(self.pid) if self.pid else [])
+        elif self.pid is not None and self.leftovers():
+            await self.kill(self.pid, self.kept)
+
+    async def kill(self, root: int, keep: set[int], include_root: bool = False) -> None:
+        """Kill a tree under the kernel and have the kernel reap what died."""
+        assert self.pid is not None
+        kill_tree(root, keep, include_root=include_root)
+        await wait_dead(self.pid, keep)
+        self.reply = reply = self.loop.create_future()
+        with contextlib.suppress(OSError):
+            # A child the code started itself may be waited for there: its status is the code's.
+            spare = [root] if include_root and root in children(self.pid) else []
+            reap = {"reap": True, "spare": spare}
+            await self.loop.sock_sendall(self.control, json.dumps(reap).encode() + b"\n")
+        await wait_any((reply, self.exited), KILL_GRACE_S)
+        self.reply = None
 
 
 class Contexts:

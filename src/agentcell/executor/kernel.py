@@ -6,6 +6,9 @@ and ``CONTROL_FD`` is a socket to the server. Requests arrive there as JSON line
 ``{"code", "cwd", "env"}``. Like a notebook, the globals persist between runs and the value of a
 final expression is printed. After each run the kernel flushes stdout and stderr, then answers
 ``{"exit_code": n}``: everything the code printed is in the pipes before the answer is sent.
+``{"reap": true, "spare": [pids]}`` asks it to reap the leftovers the server killed (a kernel is
+a subreaper: the orphans of what its code starts are its children). Before a timeout's SIGINT the
+server sends ``TIMEOUT``, so that the kernel stops the code without a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ import traceback
 import types
 from typing import Any
 
+from .tree import reap_killed
+
 CONTROL_FD = 3
+TIMEOUT = b'{"timeout":true}\n'
 KEEP_SOURCES = 200  # cells whose source stays in linecache, for tracebacks
 HIDDEN_FILES = {__file__, ast.parse.__code__.co_filename}  # frames not shown in tracebacks
 
 
+class TimedOut(KeyboardInterrupt):
+    """The exec's time is up: the server says so; no traceback is shown."""
+
+
 class Kernel:
-    def __init__(self) -> None:
+    def __init__(self, control: socket.socket) -> None:
         main = types.ModuleType("__main__")  # pickle and multiprocessing look classes up here
         self.previous_main = sys.modules.get("__main__")  # kept alive: the server's own code
         sys.modules["__main__"] = main
@@ -36,11 +46,26 @@ class Kernel:
         self.count = 0
         self.running = False
         self.cwd = ""
+        self.control = control
+        self.pid = os.getpid()
 
     def on_sigint(self, _signum: int, _frame: Any) -> None:
         # An interrupt that arrives between two runs must not hit the kernel's own code.
         if self.running:
-            raise KeyboardInterrupt
+            raise TimedOut if self.timed_out() else KeyboardInterrupt
+
+    def timed_out(self) -> bool:
+        """Take the server's TIMEOUT note, if one waits (never in a fork of the user's code)."""
+        if os.getpid() != self.pid:
+            return False
+        try:
+            note = self.control.recv(len(TIMEOUT), socket.MSG_DONTWAIT | socket.MSG_PEEK)
+        except OSError:
+            return False
+        if note != TIMEOUT:
+            return False
+        self.control.recv(len(TIMEOUT), socket.MSG_DONTWAIT)
+        return True
 
     def prepare(self, cwd: str, env: dict[str, str]) -> None:
         os.environ.update(env)
@@ -57,6 +82,8 @@ class Kernel:
                 self.running = False
         except SystemExit as exc:
             return exit_code(exc)
+        except TimedOut:
+            return 124
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
             show(exc)
             return 1
@@ -129,7 +156,7 @@ def serve(cwd: str) -> None:
     """The kernel's loop; returns when the server hangs up."""
     control = socket.socket(fileno=CONTROL_FD)
     requests = control.makefile("rb")
-    kernel = Kernel()
+    kernel = Kernel(control)
     kernel.cwd = cwd  # the process starts there
     signal.signal(signal.SIGINT, kernel.on_sigint)
     while True:
@@ -139,11 +166,19 @@ def serve(cwd: str) -> None:
             continue
         if not line:
             return  # the server is gone
+        if line == TIMEOUT:
+            continue  # too late: the code had ended
         req = json.loads(line)
+        if req.get("reap"):
+            reaped = reap_killed(spare=req.get("spare", []))
+            control.sendall(json.dumps({"reaped": reaped}).encode() + b"\n")
+            continue
         try:
             kernel.prepare(req["cwd"], req["env"])
         except OSError as exc:
             sys.stderr.write(f"cannot change to {req['cwd']}: {exc.strerror}\n")
         code = kernel.run(req["code"])
         flush()
+        if os.getpid() != kernel.pid:
+            os._exit(code)  # a fork of the kernel (os.fork in the code) ran off its end
         control.sendall(json.dumps({"exit_code": code}).encode() + b"\n")

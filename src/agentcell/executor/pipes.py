@@ -84,8 +84,11 @@ class Sink:
         self.timer: asyncio.TimerHandle | None = None
         self.final = False  # at the end, everything goes out with the Exit
         self.draining: asyncio.Task[None] | None = None
+        self.stderr_ends_line = True
 
     def feed(self, stream: p.Stream, data: bytes) -> None:
+        if stream == "stderr" and data:
+            self.stderr_ends_line = data.endswith(b"\n")
         if len(data) > self.room:
             data = data[: self.room]
             self.truncated = True
@@ -130,6 +133,10 @@ class Sink:
         for stream, decoder in self.decoders.items():
             # Bytes held back by a cut are dropped, not turned into replacement characters.
             self.emit(stream, "" if self.truncated else decoder.decode(b"", final=True))
+
+    def note(self, line: str) -> None:
+        """A line of ours at the end of stderr, on a line of its own, beyond the output limit."""
+        self.emit("stderr", ("" if self.stderr_ends_line else "\n") + line + "\n")
 
     def exit(self, msg: p.Exit) -> None:
         self.flush(encode(msg))

@@ -56,6 +56,7 @@ class Exec(Message):
     output_limit: int = 16 * 1024 * 1024
     cwd: str = WORKSPACE
     env: dict[str, str] = field(default_factory=dict)
+    background: bool = False  # keep the processes it leaves running (else killed at its end)
 
 
 @dataclass
@@ -70,6 +71,21 @@ class Interrupt(Message):
 class CloseContext(Message):
     kind: ClassVar[str] = "close_context"
     context: str = "default"
+
+
+@dataclass
+class ListProcesses(Message):
+    """The processes background execs kept running; answered by ``Processes``."""
+
+    kind: ClassVar[str] = "list_processes"
+
+
+@dataclass
+class KillProcess(Message):
+    """Kill a kept process and everything under it; answered by ``Ok``."""
+
+    kind: ClassVar[str] = "kill_process"
+    pid: int
 
 
 @dataclass
@@ -178,6 +194,20 @@ class Entries(Message):
 
 
 @dataclass
+class Process:
+    pid: int
+    ppid: int
+    command: str
+    origin: str  # "shell", or "python:<context>"
+
+
+@dataclass
+class Processes(Message):
+    kind: ClassVar[str] = "processes"
+    processes: list[Process]
+
+
+@dataclass
 class Ok(Message):
     kind: ClassVar[str] = "ok"
 
@@ -198,6 +228,8 @@ MESSAGES: dict[str, type[Message]] = {
         Exec,
         Interrupt,
         CloseContext,
+        ListProcesses,
+        KillProcess,
         ListDir,
         Read,
         Zip,
@@ -209,6 +241,7 @@ MESSAGES: dict[str, type[Message]] = {
         Output,
         Exit,
         Entries,
+        Processes,
         Ok,
         Error,
     )
@@ -225,6 +258,8 @@ def decode(line: bytes | str) -> Message:
         cls = MESSAGES[body.pop("kind")]
         if cls is Entries:
             body["entries"] = [Entry(**e) for e in body["entries"]]
+        if cls is Processes:
+            body["processes"] = [Process(**e) for e in body["processes"]]
         return cls(**body)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"bad message: {str(line)[:200]!r}: {exc}") from exc

@@ -3,8 +3,11 @@ own package's modules (relative imports), because the image copies this package 
 
 One request per connection on a Unix socket (see protocol.py), dispatched here. Python code runs
 in named, long-lived kernel processes forked from this server (contexts.py, zygote.py, kernel.py);
-shell code runs in a fresh ``bash -c``. Each runs in its own session, so a timeout or an interrupt
-reaches its whole process group. Output goes through pipes.py, file operations through files.py.
+shell code runs in a fresh ``bash -c`` under a holder (holder.py). Each runs in its own session,
+so an interrupt reaches its whole process group; the server, the kernels and the holders are
+subreapers, so at an exec's end or timeout its whole process tree is found and killed (tree.py),
+unless the exec asked to keep it (``background``): kept processes are listed and killed by
+request. Output goes through pipes.py, file operations through files.py.
 """
 
 from __future__ import annotations
@@ -22,18 +25,23 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import protocol as p
+from .cellenv import read, thread_env
 from .conn import Conn, Fail, encode
-from .contexts import MAX_CONTEXTS, Contexts
+from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
 from .files import Files, inside
-from .pipes import Sink
-from .procs import OomCounter, killpg, raise_oom_score, spawn, wait_any, watch_exit
+from .holder import STUCK, fork_holder
+from .pipes import Pump, Sink
+from .procs import OomCounter, wait_any, watch_exit
+from .tree import children, command_of, descendants, kill_tree, ppid_of, set_subreaper, wait_dead
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Conn], Awaitable[None]]
+T = TypeVar("T")
+TIMED_OUT = 124  # the exit code of a timed-out exec, as timeout(1) has it
 
 
 class Executor:
@@ -43,7 +51,8 @@ class Executor:
         self.tmp = os.path.realpath("/tmp")
         self.contexts = Contexts(max_contexts)
         self.files = Files(self.root)
-        self.groups: set[int] = set()  # process groups of shells, killed at shutdown
+        self.holders: set[int] = set()  # of shell execs running, or kept by background ones
+        self.kept: set[int] = set()  # holders of background execs, while they hold processes
         self.tasks: set[asyncio.Task[None]] = set()
         self.ooms = OomCounter()
         self.shell = shutil.which("bash") or "/bin/sh"
@@ -56,12 +65,15 @@ class Executor:
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
             "TERM": "dumb",
+            **thread_env(),
         }
         self.handlers: dict[type[p.Message], Handler] = {
             p.Ping: self.ping,
             p.Exec: self.exec,
             p.Interrupt: self.interrupt,
             p.CloseContext: self.close_context,
+            p.ListProcesses: self.list_processes,
+            p.KillProcess: self.kill_process,
             p.ListDir: self.files.list,
             p.Read: self.files.read,
             p.Zip: self.files.zip,
@@ -124,8 +136,8 @@ class Executor:
 
     def shutdown(self) -> None:
         self.contexts.kill_all()
-        for pgid in self.groups:
-            killpg(pgid, signal.SIGKILL)
+        for holder in self.holders:
+            kill_tree(holder, include_root=True)
 
     async def ping(self, _msg: p.Ping, conn: Conn) -> None:
         conn.write(encode(p.Pong(uid=os.getuid(), pid=os.getpid())))
@@ -141,32 +153,68 @@ class Executor:
         self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn, gone: asyncio.Future[None]
     ) -> None:
         start, ooms = time.monotonic(), self.ooms()
-        proc, pump = spawn([self.shell, "-c", req.code], cwd, env, preexec_fn=raise_oom_score)
-        self.groups.add(proc.pid)
+        argv = [self.shell, "-c", req.code]
+        holder, out_r, err_r, status_r = await self.fork(lambda: fork_holder(argv, cwd, env))
+        self.holders.add(holder)
+        held = watch_exit(holder)
+        held.add_done_callback(lambda _: self.forget(holder))
+        pump = Pump({"stdout": out_r, "stderr": err_r})
         pump.sink = out = Sink(conn, req.output_limit, pump)
-        exited = watch_exit(proc.pid, proc)
-        await wait_any((exited, gone), req.timeout_s)
-        timed_out = not exited.done()
-        if timed_out:
-            killpg(proc.pid, signal.SIGKILL)
-        code = os.waitstatus_to_exitcode(await exited)
-        # Done when bash exits: background jobs may hold the pipes open, so take what is there,
-        # then keep reading them to no one, so that a job writing later gets no SIGPIPE.
+        status = read_status(status_r)
+        await wait_any((status, gone), req.timeout_s)
+        timed_out = not status.done()
+        if not status.done():  # timed out, or the client is gone: everything goes
+            kill_tree(holder)
+        if (status_ := await status) is None:
+            pump.sink = None
+            raise stuck()
+        code = os.waitstatus_to_exitcode(status_)
+        # Done when bash exits: kept jobs may hold the pipes open, so take what is there, then
+        # keep reading them to no one, so that a job writing later gets no SIGPIPE.
         out.finish(pump.drain)
         pump.sink = None
         pump.resume()  # in case backpressure had paused it
-        self.prune_groups()
+        if req.background and not timed_out and children(holder):
+            self.kept.add(holder)
+        else:
+            kill_tree(holder)
+            await wait_any((held,), KILL_GRACE_S)  # it reaps what was killed, then exits
         killed = code in (-signal.SIGKILL, 128 + signal.SIGKILL)  # bash itself, or its last command
         oom = killed and self.ooms() > ooms
+        if timed_out:
+            code = TIMED_OUT
+            out.note(f"agentcell: timed out after {req.timeout_s:g} s")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom))
 
-    def prune_groups(self) -> None:
-        for pgid in list(self.groups):
-            with contextlib.suppress(PermissionError):
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    self.groups.discard(pgid)
+    def forget(self, holder: int) -> None:
+        self.holders.discard(holder)
+        self.kept.discard(holder)
+
+    async def fork(self, start: Callable[[], T]) -> T:
+        """Fork through start; at the pids limit, sweep leftovers and try once more."""
+        try:
+            return start()
+        except BlockingIOError:
+            await self.sweep()
+        try:
+            return start()
+        except BlockingIOError:
+            raise stuck() from None
+
+    async def sweep(self) -> None:
+        """Kill the server's children that no one owns: what the code of a python context that
+        died had started (a kernel's orphans come to us when it dies); reap them."""
+        known = self.holders | {c.pid for c in self.contexts.by_name.values() if c.pid}
+        me = os.getpid()
+        stray = [pid for pid in children(me) if pid not in known]
+        for pid in stray:
+            kill_tree(pid, include_root=True)
+        if stray:
+            await wait_dead(me, known)
+            for pid in children(me):
+                if pid not in known:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
 
     async def run_python(
         self, req: p.Exec, cwd: str, env: dict[str, str], conn: Conn, gone: asyncio.Future[None]
@@ -179,15 +227,18 @@ class Executor:
                 lost = ctx.alive and ctx.exited.done()  # it died while idle
                 if lost:
                     await ctx.close()
+                    await self.sweep()
                 reset = lost or ctx.evicted
                 if not ctx.alive:
                     await self.contexts.make_room(ctx)
-                    ctx.start(cwd, env)  # right after make_room: no await in between
+                    await self.fork(lambda: ctx.start(cwd, env))
                     ctx.evicted = False
                 out = ctx.pump.sink = Sink(conn, req.output_limit, ctx.pump)
                 ctx.busy = True
                 try:
                     code, timed_out, died = await ctx.run(req, cwd, gone)
+                    if not died:
+                        await ctx.clean(req.background and not timed_out)
                     out.finish(ctx.pump.drain)
                 finally:
                     ctx.busy = False
@@ -195,9 +246,14 @@ class Executor:
                     ctx.pump.resume()
                 if died:
                     await ctx.close()
+                    await self.sweep()
         finally:
             ctx.users -= 1
         oom = died and self.ooms() > ooms
+        if timed_out:
+            code = TIMED_OUT
+            lost_it = f"; python context {req.context!r} did not stop on interrupt and was reset"
+            out.note(f"agentcell: timed out after {req.timeout_s:g} s{lost_it if died else ''}")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom, died or reset))
 
     async def interrupt(self, req: p.Interrupt, conn: Conn) -> None:
@@ -208,6 +264,39 @@ class Executor:
 
     async def close_context(self, req: p.CloseContext, conn: Conn) -> None:
         await self.contexts.close(req.context)
+        await self.sweep()
+        conn.write(encode(p.Ok()))
+
+    def kept_processes(self) -> dict[int, tuple[p.Process, Context | None]]:
+        """What background execs kept running, by pid, with the context that holds it."""
+        found: dict[int, tuple[p.Process, Context | None]] = {}
+        roots: list[tuple[list[int], str, Context | None]] = [
+            (children(h), "shell", None) for h in self.kept
+        ]
+        for name, context in self.contexts.by_name.items():
+            if context.pid is not None and context.kept and not context.busy:
+                roots.append((sorted(context.kept), f"python:{name}", context))
+        for tops, origin, ctx in roots:
+            for top in tops:
+                for pid in (top, *descendants(top)):
+                    proc = p.Process(pid, ppid_of(pid), command_of(pid), origin)
+                    found[pid] = (proc, ctx)
+        return found
+
+    async def list_processes(self, _req: p.ListProcesses, conn: Conn) -> None:
+        procs = [proc for proc, _ in self.kept_processes().values() if proc.ppid]
+        conn.write(p.Processes(sorted(procs, key=lambda proc: proc.pid)).encode())
+
+    async def kill_process(self, req: p.KillProcess, conn: Conn) -> None:
+        kept = self.kept_processes().get(req.pid) if isinstance(req.pid, int) else None
+        if kept is None:
+            raise Fail("not_found", f"no process {req.pid} was kept by a background exec")
+        _, ctx = kept
+        if ctx is None or ctx.pid is None:
+            kill_tree(req.pid, include_root=True)
+        else:
+            async with ctx.lock:
+                await ctx.kill(req.pid, set(), include_root=True)
         conn.write(encode(p.Ok()))
 
     def cwd(self, cwd: str) -> str:
@@ -265,6 +354,48 @@ async def answer_error(conn: Conn, error: p.Error, msg: p.Message | None) -> Non
                 pass
 
 
+def stuck() -> Fail:
+    return Fail(
+        "cell_stuck",
+        f"this cell is at its process limit ({pids_max()} processes): nothing new can start, "
+        "and no leftover could be killed to make room",
+    )
+
+
+def read_status(fd: int) -> asyncio.Future[int | None]:
+    """The wait status a holder writes on its status pipe (SIGKILL if it dies without one;
+    None if it could not start bash at all)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int | None] = loop.create_future()
+    data = bytearray()
+
+    def ready() -> None:
+        try:
+            chunk = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        data.extend(chunk)
+        if not chunk or data.endswith(b"\n"):
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not fut.done():
+                ended = data.endswith(b"\n")
+                fut.set_result(None if data == STUCK else int(data) if ended else signal.SIGKILL)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, ready)
+    return fut
+
+
+def pids_max() -> str:
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):  # v2, v1
+        with contextlib.suppress(OSError):
+            return read(path)
+    return "unknown"
+
+
 def ms_since(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 3)
 
@@ -273,6 +404,7 @@ async def serve(socket_path: str, workspace: str, warm: bool, max_contexts: int)
     # What is loaded by now lives as long as the server: the collector need not walk it, and
     # by walking it would write to pages that the python contexts (forks) share with us.
     gc.freeze()
+    set_subreaper()  # orphans come to us, not to PID 1: see tree.py
     executor = Executor(workspace, max_contexts)
     listener = executor.listen(socket_path)
     stop = asyncio.Event()

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 from . import kernel  # with all it imports: every context shares those pages
 from .procs import raise_oom_score
+from .tree import set_subreaper
 
 FIRST_FREE_FD = kernel.CONTROL_FD + 1
 ALL_SIGNALS = signal.valid_signals()
@@ -68,6 +69,7 @@ def become_kernel(
         reset_signals()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.setsid()  # a process group of its own: interrupts and kills reach all it starts
+        set_subreaper()  # orphans of what the code starts stay ours: see tree.py
         place_fds(os.open(os.devnull, os.O_RDONLY), out, err, control)
         raise_oom_score()
         try:

@@ -13,16 +13,27 @@ from agentcell.errors import (
     AgentcellError,
     CellDied,
     CellOutOfMemory,
+    CellStuck,
     ExecutorUnreachable,
     InvalidRequest,
 )
 from agentcell.executor.client import ExecResult, ExecutorClient
-from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output
+from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output, Process
 from agentcell.sandbox.audit import audited
 from agentcell.sandbox.base import CellState, ContainerInfo
 
 if TYPE_CHECKING:
     from agentcell.sandbox.manager import CellManager
+
+# What a lookup or a connection says in a cell without a network interface.
+NETWORK_FAILURES = (
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "No address associated with hostname",
+    "Could not resolve host",
+)
+NO_NETWORK = "agentcell: this cell has no network (policy: none): it cannot reach other hosts\n"
 
 
 @dataclass
@@ -61,6 +72,12 @@ class Cell:
                 await self.manager.wake(self)
             try:
                 yield self.client
+            except CellStuck as exc:
+                await self.manager.recover(self)
+                raise CellStuck(
+                    f"{exc.message}; the cell was restarted: python variables and background "
+                    "processes are gone, files in /workspace are kept"
+                ) from None
             except ExecutorUnreachable:
                 raise await self.manager.recover(self) from None
         finally:
@@ -75,6 +92,7 @@ class Cell:
         timeout_s: float | None,
         output_limit: int | None,
         env: dict[str, str] | None,
+        background: bool = False,
     ) -> Exec:
         settings = self.manager.settings
         timeout = settings.exec_timeout_s if timeout_s is None else timeout_s
@@ -92,7 +110,11 @@ class Cell:
             timeout_s=timeout,
             output_limit=limit if output_limit is None else min(output_limit, limit),
             env=env or {},
+            background=background,
         )
+
+    def _offline(self) -> bool:
+        return self.manager.settings.network == "none"
 
     def _oom(self, context: str) -> CellOutOfMemory:
         mib = self.manager.settings.limits.memory_mb
@@ -111,15 +133,21 @@ class Cell:
         timeout_s: float | None = None,
         output_limit: int | None = None,
         env: dict[str, str] | None = None,
+        background: bool = False,
     ) -> ExecResult:
-        """Run code and collect its output. python keeps state per ``context``."""
-        request = self._request(code, language, context, timeout_s, output_limit, env)
+        """Run code and collect its output. python keeps state per ``context``; processes it
+        leaves running are killed at its end unless ``background``."""
+        request = self._request(code, language, context, timeout_s, output_limit, env, background)
         with audited(self.manager.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 result = await client.exec(request)
             if result.oom_killed:
                 raise self._oom(context)
-            record.exit(result.exit_code, timed_out=result.timed_out)
+            record.exit(
+                result.exit_code, timed_out=result.timed_out, context_reset=result.context_reset
+            )
+        if self._offline() and network_failed(result.stderr):
+            result.stderr += NO_NETWORK
         return result
 
     async def stream(
@@ -131,21 +159,45 @@ class Cell:
         timeout_s: float | None = None,
         output_limit: int | None = None,
         env: dict[str, str] | None = None,
+        background: bool = False,
     ) -> AsyncIterator[Output | Exit]:
         """Run code, yielding output events as they come and the ``Exit`` last."""
-        request = self._request(code, language, context, timeout_s, output_limit, env)
+        request = self._request(code, language, context, timeout_s, output_limit, env, background)
+        offline, failed = self._offline(), False
         with audited(self.manager.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 async for event in client.stream(request):
                     if isinstance(event, Exit):
                         if event.oom_killed:
                             raise self._oom(context)
-                        record.exit(event.exit_code, timed_out=event.timed_out)
+                        record.exit(
+                            event.exit_code,
+                            timed_out=event.timed_out,
+                            context_reset=event.context_reset,
+                        )
+                        if failed:
+                            yield Output("stderr", NO_NETWORK)
+                    elif offline and event.stream == "stderr":
+                        failed = failed or network_failed(event.data)
                     yield event
 
     async def interrupt(self, context: str = "default") -> None:
         async with self.using() as client:
             await client.interrupt(context)
+
+    async def processes(self) -> list[Process]:
+        """The processes background execs kept running."""
+        async with self.using() as client:
+            return await client.list_processes()
+
+    async def kill_process(self, pid: int) -> None:
+        """Kill a kept process and everything under it."""
+        async with self.using() as client:
+            await client.kill_process(pid)
+
+
+def network_failed(stderr: str) -> bool:
+    return any(failure in stderr for failure in NETWORK_FAILURES)
 
 
 @dataclass

@@ -19,7 +19,14 @@ from agentcell.api.deps import (
     StoreDep,
 )
 from agentcell.api.metrics import Metrics
-from agentcell.api.schemas import CellPublic, ExecRequest, ExecResponse, ExitEvent, Limits
+from agentcell.api.schemas import (
+    CellProcess,
+    CellPublic,
+    ExecRequest,
+    ExecResponse,
+    ExitEvent,
+    Limits,
+)
 from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_disconnected
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, PayloadTooLarge
@@ -91,7 +98,11 @@ async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncGen
     logged = False
     try:
         async for event in cell.stream(
-            body.code, body.language, context=body.context, timeout_s=body.timeout_s
+            body.code,
+            body.language,
+            context=body.context,
+            timeout_s=body.timeout_s,
+            background=body.background,
         ):
             if isinstance(event, Exit):
                 # Recorded before the last event goes out: a client may hang up right after it.
@@ -163,6 +174,7 @@ async def _exec_json(
         context=body.context,
         timeout_s=body.timeout_s,
         output_limit=output_limit,
+        background=body.background,
     )
     try:
         result = await unless_disconnected(request, run)
@@ -174,6 +186,22 @@ async def _exec_json(
         return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the metrics do
     await log.done(result.exit_code, result.duration_ms)
     return ExecResponse.model_validate(result, from_attributes=True)
+
+
+@router.get("/processes")
+async def list_processes(user: CurrentUser, cells: CellsDep) -> list[CellProcess]:
+    """The processes that background execs (``background: true``) kept running in your cell."""
+    cell = await cells.ensure(user.id)
+    return [CellProcess.model_validate(p, from_attributes=True) for p in await cell.processes()]
+
+
+@router.delete("/processes/{pid}", status_code=204)
+async def kill_process(pid: int, user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
+    """Kill a process a background exec kept, and everything it started."""
+    cell = await cells.ensure(user.id)
+    await cell.kill_process(pid)
+    await store.record(user.id, "process.kill", target=str(pid))
+    return Response(status_code=204)
 
 
 @router.post("/restart")

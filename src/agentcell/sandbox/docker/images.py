@@ -384,6 +384,8 @@ def _docker_build(
         stream = client.api.build(
             path=str(ctx), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True,
             pull=False, nocache=nocache, decode=True,
+            # Steps that need no apt need no network (and then no bridge on the engine either).
+            network_mode=None if buildargs.get("DEBIAN_PACKAGES") else "none",
         )  # fmt: skip
         for chunk in stream:
             if "error" in chunk:

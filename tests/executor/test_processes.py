@@ -1,0 +1,180 @@
+"""What an exec leaves running: killed at its end or timeout, however it hides (setsid, double
+forks, nohup), unless the exec asked to keep it (background), and then listed and killable.
+The shared cases run on the host and in a real cell; fork bombs run only in a cell (its pids
+limit is what stops them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentcell.errors import PathNotFound
+from agentcell.executor.client import ExecutorClient
+from tests.executor.test_executor import GONE, _close_contexts, fresh, py, sh
+
+__all__ = ["_close_contexts"]  # autouse here too: contexts opened by py() are closed
+
+# Ways to leave a process behind; each writes the pid of a `sleep 300` to ./bg.pid.
+SHELL_LEFTOVERS = {
+    "background job": "sleep 300 & echo $! > bg.pid",
+    "setsid": "setsid sleep 300 & echo $! > bg.pid",
+    "double fork": "(sleep 300 & echo $! > bg.pid) &",
+    "nohup": "nohup sleep 300 > /dev/null 2>&1 & echo $! > bg.pid",
+}
+PYTHON_LEFTOVERS = {
+    "popen": (
+        "import subprocess\n"
+        "p = subprocess.Popen(['sleep', '300'])\n"
+        "open('bg.pid', 'w').write(str(p.pid))"
+    ),
+    "new session": (
+        "import subprocess\n"
+        "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "open('bg.pid', 'w').write(str(p.pid))"
+    ),
+    "double fork": (
+        "import os, subprocess, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    p = subprocess.Popen(['sleep', '300'])\n"
+        "    open('bg.pid', 'w').write(str(p.pid))\n"
+        "    os._exit(0)\n"
+        "while not os.path.exists('bg.pid'): time.sleep(0.01)"
+    ),
+}
+
+# Prints how many processes other than the executor and its python kernels live under the
+# executor (zombies count: they hold pids). Run as python: that context is one of the kernels.
+STRAYS = """
+import os
+root = os.getppid()
+me = open(f'/proc/{root}/cmdline', 'rb').read()
+todo, strays = [root], []
+while todo:
+    parent = todo.pop()
+    for task in os.listdir(f'/proc/{parent}/task'):
+        try:
+            kids = open(f'/proc/{parent}/task/{task}/children').read().split()
+        except OSError:
+            continue
+        for kid in map(int, kids):
+            todo.append(kid)
+            try:
+                cmd = open(f'/proc/{kid}/cmdline', 'rb').read()
+            except OSError:
+                continue
+            if cmd != me:
+                strays.append(cmd)
+print(strays)
+"""
+
+
+async def workdir(executor: ExecutorClient) -> str:
+    d = fresh()
+    await executor.write(f"{d}/.keep", b"")
+    return d
+
+
+async def assert_gone(executor: ExecutorClient, d: str) -> None:
+    assert (await executor.exec(sh(GONE, cwd=d, timeout_s=30))).stdout == "dead\n"
+
+
+async def assert_no_strays(executor: ExecutorClient) -> None:
+    assert (await executor.exec(py(STRAYS, timeout_s=30))).stdout == "[]\n"
+
+
+@pytest.mark.parametrize("code", SHELL_LEFTOVERS.values(), ids=SHELL_LEFTOVERS.keys())
+async def test_shell_leftovers_die_at_the_end(executor: ExecutorClient, code: str) -> None:
+    d = await workdir(executor)
+    result = await executor.exec(sh(f"{code}\nwhile [ ! -s bg.pid ]; do sleep 0.01; done", cwd=d))
+    assert result.exit_code == 0
+    await assert_gone(executor, d)
+
+
+@pytest.mark.parametrize("code", SHELL_LEFTOVERS.values(), ids=SHELL_LEFTOVERS.keys())
+async def test_shell_leftovers_die_at_a_timeout(executor: ExecutorClient, code: str) -> None:
+    d = await workdir(executor)
+    result = await executor.exec(sh(f"{code}\nsleep 300", cwd=d, timeout_s=1))
+    assert (result.timed_out, result.exit_code) == (True, 124)
+    await assert_gone(executor, d)
+
+
+@pytest.mark.parametrize("code", PYTHON_LEFTOVERS.values(), ids=PYTHON_LEFTOVERS.keys())
+async def test_python_leftovers_die_at_the_end(executor: ExecutorClient, code: str) -> None:
+    d = await workdir(executor)
+    ctx = fresh()
+    assert (await executor.exec(py(f"kept = 1\n{code}", ctx, cwd=d))).exit_code == 0
+    await assert_gone(executor, d)
+    after = await executor.exec(py("print(kept)", ctx))  # the kernel itself lives on
+    assert (after.stdout, after.context_reset) == ("1\n", False)
+
+
+@pytest.mark.parametrize("code", PYTHON_LEFTOVERS.values(), ids=PYTHON_LEFTOVERS.keys())
+async def test_python_leftovers_die_at_a_timeout(executor: ExecutorClient, code: str) -> None:
+    d = await workdir(executor)
+    result = await executor.exec(py(f"{code}\nimport time\ntime.sleep(300)", cwd=d, timeout_s=1))
+    assert (result.timed_out, result.exit_code, result.context_reset) == (True, 124, False)
+    await assert_gone(executor, d)
+
+
+async def test_a_dead_contexts_hidden_leftovers_are_swept(executor: ExecutorClient) -> None:
+    d = await workdir(executor)
+    code = PYTHON_LEFTOVERS["new session"] + "\nimport os\nos._exit(0)"
+    assert (await executor.exec(py(code, cwd=d))).context_reset
+    await assert_gone(executor, d)
+
+
+async def test_background_shell_processes_are_kept_listed_and_killable(
+    executor: ExecutorClient,
+) -> None:
+    d = await workdir(executor)
+    code = SHELL_LEFTOVERS["setsid"] + "; while [ ! -s bg.pid ]; do sleep 0.01; done"
+    assert (await executor.exec(sh(code, cwd=d, background=True))).exit_code == 0
+    pid = int((await executor.read_bytes(f"{d}/bg.pid")).decode())
+    listed = {proc.pid: proc for proc in await executor.list_processes()}
+    assert listed[pid].command == "sleep 300"
+    assert listed[pid].origin == "shell"
+    assert (await executor.exec(sh("true"))).exit_code == 0  # a later exec leaves it alone
+    assert pid in {proc.pid for proc in await executor.list_processes()}
+    await executor.kill_process(pid)
+    await assert_gone(executor, d)
+    assert pid not in {proc.pid for proc in await executor.list_processes()}
+
+
+async def test_background_python_processes_are_kept_listed_and_killable(
+    executor: ExecutorClient,
+) -> None:
+    d = await workdir(executor)
+    ctx = fresh()
+    await executor.exec(py(PYTHON_LEFTOVERS["popen"], ctx, cwd=d, background=True))
+    pid = int((await executor.read_bytes(f"{d}/bg.pid")).decode())
+    assert (await executor.exec(py("1", ctx))).exit_code == 0  # a later exec leaves it alone
+    listed = {proc.pid: proc for proc in await executor.list_processes()}
+    assert (listed[pid].command, listed[pid].origin) == ("sleep 300", f"python:{ctx}")
+    await executor.kill_process(pid)
+    await assert_gone(executor, d)
+    assert (await executor.exec(py("print(p.poll())", ctx))).stdout == "-9\n"
+
+
+async def test_killing_a_process_that_was_not_kept_is_refused(executor: ExecutorClient) -> None:
+    pong = await executor.ping()
+    with pytest.raises(PathNotFound, match="no process"):
+        await executor.kill_process(pong.pid)  # the executor itself
+    with pytest.raises(PathNotFound):
+        await executor.kill_process(1)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    "req",
+    [
+        sh(":(){ :|:& };:", timeout_s=10),
+        sh("bomb() { bomb | bomb; }; bomb", timeout_s=3),
+        py("import os\nwhile True: os.fork()", timeout_s=10),
+    ],
+    ids=["shell, returns at once", "shell, until its timeout", "python"],
+)
+async def test_fork_bombs_leave_nothing_behind(docker_executor: object, req: object) -> None:
+    executor: ExecutorClient = docker_executor.client  # type: ignore[attr-defined]
+    await executor.exec(req)  # type: ignore[arg-type]
+    assert (await executor.exec(sh("echo alive"))).stdout == "alive\n"
+    await assert_no_strays(executor)
