@@ -34,6 +34,19 @@ class CellLimits(BaseModel):
     workspace_mb: int = Field(
         1024, ge=0, description="workspace quota (a loop-mounted ext4 image); 0 disables"
     )
+    blkio_weight: int = Field(
+        100,
+        ge=10,
+        le=1000,
+        description="block-I/O weight under contention (10-1000); enforced only where the disk's "
+        "I/O scheduler honours cgroup weights (BFQ, or io.weight with iocost); see README",
+    )
+    cpuset: str = Field(
+        "auto",
+        pattern=r"^(auto|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$",
+        description="CPUs cells may run on, e.g. 1-7; auto = all but core 0 on engines with "
+        ">= 4 cores (core 0 stays free for the server and dockerd); empty = any CPU",
+    )
 
 
 class Settings(BaseSettings):

@@ -6,11 +6,16 @@ A backend is a fixture ``<name>_executor`` that yields an object with a ``client
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +30,10 @@ from agentcell.sandbox.base import CellSpec
 from agentcell.sandbox.docker.backend import CELL_UID, host_config
 from tests.conftest import RUN_ID, TEST_LABEL
 
-BACKENDS = ["host", pytest.param("docker", marks=pytest.mark.docker)]
+BACKENDS = [
+    "host",
+    pytest.param("docker", marks=pytest.mark.docker),
+]
 START_TIMEOUT_S = 15.0
 
 
@@ -99,11 +107,63 @@ class DockerExecutor:
     container: docker.models.containers.Container
 
 
+RUNSC = "/usr/bin/runsc"
+
+
+@contextlib.contextmanager
+def runsc_engine(image: str) -> Iterator[docker.DockerClient]:
+    """A private dockerd with gVisor registered (own data root, exec root, pidfile and socket),
+    so the machine's engine is never reconfigured; the image is copied in with save | load."""
+    if not Path(RUNSC).exists() or os.geteuid() != 0 or not shutil.which("dockerd"):
+        pytest.skip("gVisor needs /usr/bin/runsc (Debian package runsc), dockerd and root")
+    base = Path(tempfile.mkdtemp(prefix="agentcell-runsc-", dir="/tmp"))
+    # Cells have no network (runsc refuses Docker's "none" netns unless told); the executor
+    # binds its socket on a host mount, which gVisor allows only with --host-uds=create.
+    runtime = {"path": RUNSC, "runtimeArgs": ["--network=none", "--host-uds=create"]}
+    (base / "daemon.json").write_text(json.dumps({"runtimes": {"runsc": runtime}}))
+    sock = f"unix://{base}/docker.sock"
+    cmd = ["dockerd", "--config-file", str(base / "daemon.json"), "--data-root", str(base / "data"),
+           "--exec-root", str(base / "exec"), "--pidfile", str(base / "pid"), "-H", sock,
+           "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
+           f"--cgroup-parent=agentcell-runsc-{RUN_ID}"]  # fmt: skip
+    with (base / "log").open("wb") as log:
+        daemon = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    for _ in range(300):  # about 30 s for the engine to answer
+        if daemon.poll() is not None:
+            pytest.skip(f"the private dockerd exited; see {base}/log")
+        with contextlib.suppress(docker.errors.DockerException):
+            client = docker.DockerClient(base_url=sock, timeout=120)
+            break
+        time.sleep(0.1)
+    else:
+        daemon.terminate()
+        pytest.fail(f"the private dockerd did not answer; see {base}/log")
+    try:
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", sock, "load", "-q"], stdin=save.stdout, check=True,
+                       capture_output=True)  # fmt: skip
+        save.wait()
+        try:
+            client.containers.run(image, ["true"], entrypoint=[], runtime="runsc",
+                                  network_mode="none", remove=True)  # fmt: skip
+        except docker.errors.DockerException as exc:
+            pytest.skip(f"runsc cannot run containers here: {exc}")
+        yield client
+    finally:
+        client.close()
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-async def docker_executor(
-    tmp_path_factory: pytest.TempPathFactory,
-    docker_client: docker.DockerClient,
-    minimal_image: str,
+def runsc_client(minimal_image: str) -> Iterator[docker.DockerClient]:
+    with runsc_engine(minimal_image) as client:
+        yield client
+
+
+async def start_cell(
+    tmp_path_factory: pytest.TempPathFactory, client: docker.DockerClient, image: str, runtime: str
 ) -> AsyncIterator[DockerExecutor]:
     if os.geteuid() not in (0, CELL_UID):
         pytest.skip("the cell's socket is private to uid 1000: run as root or as uid 1000")
@@ -114,21 +174,39 @@ async def docker_executor(
         if os.geteuid() == 0:
             os.chown(path, CELL_UID, CELL_UID)
     limits = CellLimits(memory_mb=256, workspace_mb=0)
-    spec = CellSpec(f"exec-{RUN_ID}", "", minimal_image, workspace, control, limits)
-    container = docker_client.containers.run(
-        minimal_image, detach=True, labels={TEST_LABEL: RUN_ID}, **host_config(spec)
+    spec = CellSpec(f"exec-{RUN_ID}", "", image, workspace, control, limits, runtime=runtime)
+    container = client.containers.run(
+        image, detach=True, labels={TEST_LABEL: RUN_ID}, **host_config(spec)
     )
     try:
-        client = ExecutorClient(control)
+        executor = ExecutorClient(control)
 
         def alive() -> bool:
             container.reload()
             return bool(container.status in ("created", "running"))
 
-        await wait_ready(client, alive)
-        yield DockerExecutor(client, container)
+        await wait_ready(executor, alive)
+        yield DockerExecutor(executor, container)
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+async def gvisor_executor(
+    tmp_path_factory: pytest.TempPathFactory, runsc_client: docker.DockerClient, minimal_image: str
+) -> AsyncIterator[DockerExecutor]:
+    async for cell in start_cell(tmp_path_factory, runsc_client, minimal_image, "runsc"):
+        yield cell
+
+
+@pytest.fixture(scope="module")
+async def docker_executor(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    minimal_image: str,
+) -> AsyncIterator[DockerExecutor]:
+    async for cell in start_cell(tmp_path_factory, docker_client, minimal_image, ""):
+        yield cell
 
 
 @pytest.fixture(params=BACKENDS)

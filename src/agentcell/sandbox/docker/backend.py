@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from datetime import datetime
@@ -74,8 +75,21 @@ def _drop_tracebacks(exc: BaseException | None) -> None:
         exc = exc.__cause__ or exc.__context__
 
 
-def host_config(spec: CellSpec) -> dict[str, Any]:
-    """The hardening every cell gets; nothing here is pass-through from users."""
+# With this many cores or more, cpuset "auto" keeps cells off core 0, for the server and dockerd.
+AUTO_CPUSET_MIN_CORES = 4
+
+
+def cell_cpuset(setting: str, engine_cpus: int) -> str:
+    """The cells' cpuset: "auto" leaves core 0 free on hosts big enough to spare it. On fewer
+    cores, pinning would take half or more of the machine from cells, so they get every core."""
+    if setting != "auto":
+        return setting
+    return f"1-{engine_cpus - 1}" if engine_cpus >= AUTO_CPUSET_MIN_CORES else ""
+
+
+def host_config(spec: CellSpec, engine_cpus: int = 0) -> dict[str, Any]:
+    """The hardening every cell gets; nothing here is pass-through from users. engine_cpus is
+    the engine host's core count (0 = unknown: "auto" then pins nothing)."""
     lim = spec.limits
     mib = 1024 * 1024
     config: dict[str, Any] = {
@@ -106,6 +120,10 @@ def host_config(spec: CellSpec) -> dict[str, Any]:
     }
     if spec.runtime:
         config["runtime"] = spec.runtime
+    config["blkio_weight"] = lim.blkio_weight
+    cpuset = cell_cpuset(lim.cpuset, engine_cpus)
+    if cpuset:
+        config["cpuset_cpus"] = cpuset
     return config
 
 
@@ -132,6 +150,12 @@ class DockerBackend:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    @functools.cached_property
+    def engine_cpus(self) -> int:
+        """Cores of the engine's host (not ours: DOCKER_HOST may be another machine)."""
+        with _translated("read the engine's core count"):
+            return int(self.client.info().get("NCPU", 0))
 
     def ping(self) -> None:
         with _translated("ping the engine"):
@@ -163,7 +187,7 @@ class DockerBackend:
                 name=f"agentcell-{self.instance}-{spec.cell_id}",
                 labels=labels,
                 detach=True,
-                **host_config(spec),
+                **host_config(spec, self.engine_cpus),
             )
         return self._info(container.attrs)
 
