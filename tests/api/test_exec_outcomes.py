@@ -72,7 +72,8 @@ def test_background_processes_over_http(server: Live) -> None:
     with user(server, "bg") as c:
         assert c.exec("sleep 300 & echo $!", "shell").exit_code == 0
         assert c.processes() == []  # not kept: killed at the end of its exec
-        pid = int(c.exec("sleep 300 & echo $!", "shell", background=True).stdout)
+        started = "sleep 300 & echo $!; until grep -q sleep /proc/$!/comm; do sleep 0.01; done"
+        pid = int(c.exec(started, "shell", background=True).stdout)
         (proc,) = c.processes()
         assert (proc.pid, proc.command, proc.origin) == (pid, "sleep 300", "shell")
         c.process_kill(pid)
