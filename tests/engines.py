@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -68,16 +69,26 @@ class PrivateEngine:
             )
         deadline = time.monotonic() + START_S
         while True:
-            with (
-                contextlib.suppress(docker.errors.DockerException),
-                contextlib.closing(self.client()) as client,
-            ):
-                client.ping()
-                return
+            # A raw connect first: docker-py leaves the socket of a failed connect unclosed.
+            if self._accepts():
+                with (
+                    contextlib.suppress(docker.errors.DockerException),
+                    contextlib.closing(self.client()) as client,
+                ):
+                    client.ping()
+                    return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"the private dockerd did not start:\n{self.log_tail()}")
             time.sleep(0.2)
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(self.url.removeprefix("unix://"))
+            except OSError:
+                return False
+            return True
 
     def log_tail(self) -> str:
         return (self.root / "dockerd.log").read_text(errors="replace")[-2000:]

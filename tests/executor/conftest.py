@@ -6,15 +6,10 @@ A backend is a fixture ``<name>_executor`` that yields an object with a ``client
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +24,7 @@ from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import CellSpec
 from agentcell.sandbox.docker.backend import CELL_UID, host_config
 from tests.conftest import RUN_ID, TEST_LABEL
+from tests.engines import private_engine
 
 BACKENDS = [
     "host",
@@ -108,58 +104,27 @@ class DockerExecutor:
 
 
 RUNSC = "/usr/bin/runsc"
-
-
-@contextlib.contextmanager
-def runsc_engine(image: str) -> Iterator[docker.DockerClient]:
-    """A private dockerd with gVisor registered (own data root, exec root, pidfile and socket),
-    so the machine's engine is never reconfigured; the image is copied in with save | load."""
-    if not Path(RUNSC).exists() or os.geteuid() != 0 or not shutil.which("dockerd"):
-        pytest.skip("gVisor needs /usr/bin/runsc (Debian package runsc), dockerd and root")
-    base = Path(tempfile.mkdtemp(prefix="agentcell-runsc-", dir="/tmp"))
-    # Cells have no network (runsc refuses Docker's "none" netns unless told); the executor
-    # binds its socket on a host mount, which gVisor allows only with --host-uds=create.
-    runtime = {"path": RUNSC, "runtimeArgs": ["--network=none", "--host-uds=create"]}
-    (base / "daemon.json").write_text(json.dumps({"runtimes": {"runsc": runtime}}))
-    sock = f"unix://{base}/docker.sock"
-    cmd = ["dockerd", "--config-file", str(base / "daemon.json"), "--data-root", str(base / "data"),
-           "--exec-root", str(base / "exec"), "--pidfile", str(base / "pid"), "-H", sock,
-           "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
-           f"--cgroup-parent=agentcell-runsc-{RUN_ID}"]  # fmt: skip
-    with (base / "log").open("wb") as log:
-        daemon = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    for _ in range(300):  # about 30 s for the engine to answer
-        if daemon.poll() is not None:
-            pytest.skip(f"the private dockerd exited; see {base}/log")
-        with contextlib.suppress(docker.errors.DockerException):
-            client = docker.DockerClient(base_url=sock, timeout=120)
-            break
-        time.sleep(0.1)
-    else:
-        daemon.terminate()
-        pytest.fail(f"the private dockerd did not answer; see {base}/log")
-    try:
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", sock, "load", "-q"], stdin=save.stdout, check=True,
-                       capture_output=True)  # fmt: skip
-        save.wait()
-        try:
-            client.containers.run(image, ["true"], entrypoint=[], runtime="runsc",
-                                  network_mode="none", remove=True)  # fmt: skip
-        except docker.errors.DockerException as exc:
-            pytest.skip(f"runsc cannot run containers here: {exc}")
-        yield client
-    finally:
-        client.close()
-        daemon.terminate()
-        daemon.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+# Cells have no network (runsc refuses Docker's "none" netns unless told); the executor binds its
+# socket on a host mount, which gVisor allows only with --host-uds=create.
+RUNSC_RUNTIME = {"path": RUNSC, "runtimeArgs": ["--network=none", "--host-uds=create"]}
 
 
 @pytest.fixture(scope="module")
 def runsc_client(minimal_image: str) -> Iterator[docker.DockerClient]:
-    with runsc_engine(minimal_image) as client:
+    """A private engine with gVisor registered (the machine's engine is never reconfigured)."""
+    if not Path(RUNSC).exists():
+        pytest.skip(
+            "gVisor needs /usr/bin/runsc: AGENTCELL_RUNTIME=runsc scripts/setup installs it"
+        )
+    with private_engine(minimal_image, {"runtimes": {"runsc": RUNSC_RUNTIME}}) as engine:
+        client = engine.client()
+        try:
+            client.containers.run(minimal_image, ["true"], entrypoint=[], runtime="runsc",
+                                  network_mode="none", remove=True)  # fmt: skip
+        except docker.errors.DockerException as exc:
+            pytest.skip(f"runsc cannot run containers here: {exc}")
         yield client
+        client.close()
 
 
 async def start_cell(
