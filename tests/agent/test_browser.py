@@ -40,7 +40,7 @@ async def test_the_browser_opens_reads_types_clicks_and_takes_a_screenshot(
     async with make_manager(settings) as manager:
         cell = await manager.ensure("alice")
         await cell.files.write("site/index.html", PAGE.encode())
-        served = await cell.exec(SERVE, "shell", timeout_s=20)
+        served = await cell.exec(SERVE, "shell", timeout_s=20, background=True)
         assert served.exit_code == 0, served
         turn, seen = await run_plan(
             manager,

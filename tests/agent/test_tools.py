@@ -141,7 +141,7 @@ async def test_fetch_reads_a_page_served_inside_the_cell(manager: CellManager) -
     cell = manager.get("alice")
     assert cell is not None
     await cell.files.write("site/index.html", page.encode())
-    await cell.exec(serve, "shell", timeout_s=20)
+    await cell.exec(serve, "shell", timeout_s=20, background=True)
     turn, seen = await run_plan(
         manager, "browser", call("fetch", url="http://127.0.0.1:8123/index.html")
     )
@@ -175,7 +175,7 @@ async def test_web_content_reaches_the_model_marked_as_untrusted(manager: CellMa
         "        socket.create_connection(('127.0.0.1', 8125)); break\n"
         '    except OSError: time.sleep(0.05)"'
     )
-    await cell.exec(serve, "shell", timeout_s=20)
+    await cell.exec(serve, "shell", timeout_s=20, background=True)
     told: list[str] = []
 
     def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

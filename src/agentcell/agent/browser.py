@@ -212,8 +212,15 @@ async def _browse(ctx: RunContext[AgentDeps], op: str, *args: str) -> dict[str, 
     deps = ctx.deps
     code = f"{BROWSER_SETUP}\n_ac_call({op!r}, {', '.join(repr(a) for a in args)})\n"
     with fixable():
+        # background: Chromium lives on in the browser's own context between calls (the page
+        # is kept); without it, every exec's end would kill it.
         result = await deps.cell.exec(
-            code, "python", context=deps.browser_context, output_limit=OUTPUT_BYTES * 8, env={}
+            code,
+            "python",
+            context=deps.browser_context,
+            output_limit=OUTPUT_BYTES * 8,
+            env={},
+            background=True,
         )
     data = answer_of(result.stdout)
     if data is None:

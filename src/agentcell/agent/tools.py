@@ -138,19 +138,29 @@ async def run_python(ctx: RunContext[AgentDeps], code: str, timeout_s: float | N
 
 
 async def run_shell(
-    ctx: RunContext[AgentDeps], command: str, timeout_s: float | None = None
+    ctx: RunContext[AgentDeps],
+    command: str,
+    timeout_s: float | None = None,
+    background: bool = False,
 ) -> str:
     """Run a bash command in /workspace (a fresh shell each time; cd does not persist).
-    The exit code is reported when it is not 0.
+    The exit code is reported when it is not 0. Processes the command leaves running (`cmd &`)
+    are killed when it ends, unless background is true.
 
     Args:
         command: the bash command line or script.
         timeout_s: stop it after this many seconds (default: the server's, usually 60).
+        background: keep what the command leaves running, e.g. a web server started with `&`.
     """
     deps = ctx.deps
     with fixable():
         result = await deps.cell.exec(
-            command, "shell", timeout_s=timeout_s, output_limit=OUTPUT_BYTES, env={}
+            command,
+            "shell",
+            timeout_s=timeout_s,
+            output_limit=OUTPUT_BYTES,
+            env={},
+            background=background,
         )
     return describe(result, deps.output_chars)
 
