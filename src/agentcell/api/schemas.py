@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -51,7 +51,7 @@ class ExecRequest(BaseModel):
     code: str = Field(min_length=1)
     timeout_s: float | None = Field(None, gt=0, description="default and maximum in settings")
     context: str = Field("default", pattern=CONTEXT_PATTERN, description="python context name")
-    background: bool = Field(
+    background: StrictBool = Field(
         False, description="keep the processes it leaves running (else killed at its end)"
     )
 
