@@ -10,6 +10,7 @@ import pytest
 from agentcell.errors import PathNotFound
 from agentcell.executor.client import ExecutorClient
 from tests.executor.test_executor import GONE, _close_contexts, fresh, py, sh
+from tests.waiting import until
 
 __all__ = ["_close_contexts"]  # autouse here too: contexts opened by py() are closed
 
@@ -130,8 +131,13 @@ async def test_background_shell_processes_are_kept_listed_and_killable(
     code = SHELL_LEFTOVERS["setsid"] + "; while [ ! -s bg.pid ]; do sleep 0.01; done"
     assert (await executor.exec(sh(code, cwd=d, background=True))).exit_code == 0
     pid = int((await executor.read_bytes(f"{d}/bg.pid")).decode())
+
+    async def execed() -> bool:  # a forked bash until it execs "setsid sleep 300"
+        kept = {proc.pid: proc for proc in await executor.list_processes()}
+        return pid in kept and kept[pid].command.endswith("sleep 300")
+
+    await until("the kept process runs sleep 300", execed)
     listed = {proc.pid: proc for proc in await executor.list_processes()}
-    assert listed[pid].command.endswith("sleep 300")  # "setsid sleep 300" until it execs
     assert listed[pid].origin == "shell"
     assert (await executor.exec(sh("true"))).exit_code == 0  # a later exec leaves it alone
     assert pid in {proc.pid for proc in await executor.list_processes()}

@@ -116,15 +116,22 @@ def reap_killed(spare: Collection[int] = ()) -> int:
     """Reap our children that died of SIGKILL (the leftovers kill_tree killed), leaving the
     status of every other child, and of spare, to whoever waits for it (a Popen in the code)."""
     reaped = 0
-    for pid in children(os.getpid()):
-        if pid in spare:
-            continue
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            continue
-        if info is not None and info.si_code == os.CLD_KILLED and info.si_status == signal.SIGKILL:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-                reaped += 1
+    for _ in range(MAX_ROUNDS):  # a reaped child's own dead children may come to us next
+        found = 0
+        for pid in children(os.getpid()):
+            if pid in spare:
+                continue
+            try:
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                continue
+            if info is None or info.si_code != os.CLD_KILLED:
+                continue
+            if info.si_status == signal.SIGKILL:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                    found += 1
+        if not found:
+            break
+        reaped += found
     return reaped
