@@ -202,3 +202,11 @@ async def test_cleanup_helper_leaves_nothing(
         await destroy(manager)
         assert containers(docker_client, manager) == []
         assert manager.workspaces.ids() == set()
+
+
+async def test_an_oom_from_files_in_tmp_says_they_count(make_manager: ManagerFactory) -> None:
+    async with make_manager(limits={"memory_mb": 128, "tmp_mb": 512}) as manager:
+        cell = await manager.ensure("tmpfs")
+        with pytest.raises(CellOutOfMemory) as raised:
+            await cell.exec("head -c 400M /dev/zero > /tmp/big", language="shell", timeout_s=60)
+    assert "/tmp and /dev/shm live in memory" in raised.value.hint

@@ -121,7 +121,9 @@ class Cell:
         return CellOutOfMemory(
             f"the code ran out of memory (this cell's limit is {mib} MiB) and was killed; "
             f"python context {context!r} was reset, so its variables are gone",
-            hint="files in /workspace are kept; use less memory, or process data in chunks",
+            hint="files in /workspace are kept; use less memory, or process data in chunks. "
+            "Files in /tmp and /dev/shm live in memory and count against this limit: write "
+            "large files to /workspace",
         )
 
     async def exec(
@@ -249,7 +251,8 @@ def death_error(info: ContainerInfo | None, memory_mb: int) -> CellDied:
     if info.oom_killed:
         return CellOutOfMemory(
             f"your cell ran out of memory (limit {memory_mb} MiB) and was killed; {after}",
-            hint="retry with code that uses less memory",
+            hint="retry with code that uses less memory; files in /tmp and /dev/shm live in "
+            "memory and count against the limit (write large files to /workspace)",
         )
     if info.exit_code == 137:  # SIGKILL: the OOM killer (not of PID 1) or someone outside
         return CellDied(
