@@ -40,6 +40,8 @@ from .tree import children, command_of, descendants, kill_tree, ppid_of, set_sub
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Conn], Awaitable[None]]
+FORK_ATTEMPTS = 8  # about 1.4 s of sweeping at the pids limit before the cell is stuck
+SWEEP_ROUNDS = 20
 T = TypeVar("T")
 TIMED_OUT = 124  # the exit code of a timed-out exec, as timeout(1) has it
 
@@ -191,25 +193,35 @@ class Executor:
         self.kept.discard(holder)
 
     async def fork(self, start: Callable[[], T]) -> T:
-        """Fork through start; at the pids limit, sweep leftovers and try once more."""
-        try:
-            return start()
-        except BlockingIOError:
-            await self.sweep()
-        try:
-            return start()
-        except BlockingIOError:
-            raise stuck() from None
+        """Fork through start; at the pids limit, sweep leftovers (ours, and those idle
+        contexts still hold while their kernels reap) and try again for a few seconds."""
+        for attempt in range(FORK_ATTEMPTS):
+            try:
+                return start()
+            except BlockingIOError:
+                await self.sweep()
+                await self.clean_idle_contexts()
+                await asyncio.sleep(0.05 * attempt)
+        raise stuck()
+
+    async def clean_idle_contexts(self) -> None:
+        for ctx in list(self.contexts.by_name.values()):
+            if ctx.alive and not ctx.lock.locked() and not ctx.exited.done() and ctx.leftovers():
+                async with ctx.lock:
+                    if ctx.alive and not ctx.exited.done():
+                        await ctx.clean(False)
 
     async def sweep(self) -> None:
         """Kill the server's children that no one owns: what the code of a python context that
         died had started (a kernel's orphans come to us when it dies); reap them."""
         known = self.holders | {c.pid for c in self.contexts.by_name.values() if c.pid}
         me = os.getpid()
-        stray = [pid for pid in children(me) if pid not in known]
-        for pid in stray:
-            kill_tree(pid, include_root=True)
-        if stray:
+        for _ in range(SWEEP_ROUNDS):  # a fork bomb's dead come to us in waves
+            stray = [pid for pid in children(me) if pid not in known]
+            if not stray:
+                return
+            for pid in stray:
+                kill_tree(pid, include_root=True)
             await wait_dead(me, known)
             for pid in children(me):
                 if pid not in known:
