@@ -80,7 +80,12 @@ async def assert_gone(executor: ExecutorClient, d: str) -> None:
 
 
 async def assert_no_strays(executor: ExecutorClient) -> None:
-    assert (await executor.exec(py(STRAYS, timeout_s=30))).stdout == "[]\n"
+    """Nothing but the executor and kernels, once the killed are reaped (in the background)."""
+
+    async def none() -> bool:
+        return (await executor.exec(py(STRAYS, timeout_s=30))).stdout == "[]\n"
+
+    await until("only the executor and its kernels are left", none)
 
 
 @pytest.mark.parametrize("code", SHELL_LEFTOVERS.values(), ids=SHELL_LEFTOVERS.keys())
