@@ -122,6 +122,22 @@ async def test_python_leftovers_die_at_a_timeout(executor: ExecutorClient, code:
     await assert_gone(executor, d)
 
 
+async def test_a_child_that_finished_keeps_its_status_for_a_later_exec(
+    executor: ExecutorClient,
+) -> None:
+    """Only what an exec left running is killed and reaped: the code may still wait for a child
+    that ended on its own (a clean exec keeps its status)."""
+    ctx = fresh()
+    started = (
+        "import subprocess, time\n"
+        "p = subprocess.Popen(['sh', '-c', 'exit 3'])\n"
+        "while open(f'/proc/{p.pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z':\n"
+        "    time.sleep(0.01)"
+    )
+    assert (await executor.exec(py(started, ctx))).exit_code == 0
+    assert (await executor.exec(py("print(p.wait())", ctx))).stdout == "3\n"
+
+
 async def test_a_dead_contexts_hidden_leftovers_are_swept(executor: ExecutorClient) -> None:
     d = await workdir(executor)
     code = PYTHON_LEFTOVERS["new session"] + "\nimport os\nos._exit(0)"
@@ -175,11 +191,6 @@ async def test_killing_a_process_that_was_not_kept_is_refused(executor: Executor
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap: in this module's long-lived shared cell a bomb's killed processes are not "
-    "always reaped within 30 s under load; test_hostile.py checks fork bombs in fresh cells",
-)
 @pytest.mark.parametrize(
     "req",
     [

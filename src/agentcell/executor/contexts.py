@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -17,10 +18,13 @@ from .conn import Fail
 from .kernel import TIMEOUT
 from .pipes import Pump
 from .procs import killpg, wait_any, watch_exit
-from .tree import children, kill_tree, wait_dead
+from .tree import alive, children, kill_tree, state, wait_dead
 from .zygote import fork_kernel
 
+log = logging.getLogger(__name__)
+
 KILL_GRACE_S = 1.0
+KILL_PASSES = 10
 MAX_CONTEXTS = 8  # live python contexts per cell: each holds its own memory
 
 
@@ -121,27 +125,37 @@ class Context:
         self.kept.intersection_update(kids := children(self.pid) if self.pid else [])
         return [pid for pid in kids if pid not in self.kept]
 
-    async def clean(self, background: bool) -> None:
+    async def clean(self, background: bool, *, dirty: bool = False) -> None:
         """At the end of an exec: keep what it left running, or kill it all and have the kernel
-        reap it. The kernel is idle (its reply came) and alive."""
+        reap it. The kernel is idle (its reply came) and alive. An exec that ended cleanly keeps
+        the status of the children that finished on their own (the code may wait for them in a
+        later exec); a dirty one (timed out, or something was still running) has every dead
+        child reaped: a fork bomb's forks that exited on their own would hold pids for good."""
         if background:
             self.kept.update(children(self.pid) if self.pid else [])
-        elif self.pid is not None and self.leftovers():
-            await self.kill(self.pid, self.kept)
+        elif self.pid is not None and (left := self.leftovers()):
+            dirty = dirty or any(state(pid) != "Z" for pid in left)
+            await self.kill(self.pid, self.kept, everything=dirty)
 
-    async def kill(self, root: int, keep: set[int], include_root: bool = False) -> None:
-        """Kill a tree under the kernel and have the kernel reap what died."""
+    async def kill(
+        self, root: int, keep: set[int], *, include_root: bool = False, everything: bool = False
+    ) -> None:
+        """Kill a tree under the kernel and have the kernel reap what died (see clean)."""
         assert self.pid is not None
-        kill_tree(root, keep, include_root=include_root)
-        await wait_dead(self.pid, keep)
-        self.reply = reply = self.loop.create_future()
-        with contextlib.suppress(OSError):
-            # A child the code started itself may be waited for there: its status is the code's.
-            spare = [root] if include_root and root in children(self.pid) else []
-            reap = {"reap": True, "spare": spare}
-            await self.loop.sock_sendall(self.control, json.dumps(reap).encode() + b"\n")
-        await wait_any((reply, self.exited), KILL_GRACE_S)
-        self.reply = None
+        # A child the code started itself may be waited for there: its status is the code's.
+        spare = [root] if include_root and root in children(self.pid) else []
+        reap = json.dumps({"reap": True, "spare": spare, "everything": everything}).encode()
+        for _ in range(KILL_PASSES):  # a pass can miss a process being reparented (tree.py)
+            kill_tree(root, keep, include_root=include_root)
+            await wait_dead(self.pid, keep)
+            self.reply = reply = self.loop.create_future()
+            with contextlib.suppress(OSError):
+                await self.loop.sock_sendall(self.control, reap + b"\n")
+            await wait_any((reply, self.exited), KILL_GRACE_S)
+            self.reply = None
+            if self.exited.done() or not alive(root, keep, include_root):
+                return
+        log.warning("python context %s: processes survived %d kill passes", self.pid, KILL_PASSES)
 
 
 class Contexts:

@@ -6,8 +6,9 @@ and ``CONTROL_FD`` is a socket to the server. Requests arrive there as JSON line
 ``{"code", "cwd", "env"}``. Like a notebook, the globals persist between runs and the value of a
 final expression is printed. After each run the kernel flushes stdout and stderr, then answers
 ``{"exit_code": n}``: everything the code printed is in the pipes before the answer is sent.
-``{"reap": true, "spare": [pids]}`` asks it to reap the leftovers the server killed (a kernel is
-a subreaper: the orphans of what its code starts are its children). Before a timeout's SIGINT the
+``{"reap": true, "spare": [pids], "everything": bool}`` asks it to reap the leftovers the server
+killed, or every dead child (a kernel is a subreaper: the orphans of what its code starts are its
+children). Before a timeout's SIGINT the
 server sends ``TIMEOUT``, so that the kernel stops the code without a KeyboardInterrupt traceback.
 """
 
@@ -25,7 +26,7 @@ import traceback
 import types
 from typing import Any
 
-from .tree import reap_killed
+from .tree import reap_dead
 
 CONTROL_FD = 3
 TIMEOUT = b'{"timeout":true}\n'
@@ -170,7 +171,7 @@ def serve(cwd: str) -> None:
             continue  # too late: the code had ended
         req = json.loads(line)
         if req.get("reap"):
-            reaped = reap_killed(spare=req.get("spare", []))
+            reaped = reap_dead(req.get("spare", []), everything=req.get("everything", False))
             control.sendall(json.dumps({"reaped": reaped}).encode() + b"\n")
             continue
         try:

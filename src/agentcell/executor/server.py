@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from . import protocol as p
@@ -115,9 +115,7 @@ class Executor:
                 )
                 return
             sock.setblocking(False)
-            task = self.loop.create_task(self.handle(Conn(sock)))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self.handle(Conn(sock)))
 
     async def handle(self, conn: Conn) -> None:
         msg: p.Message | None = None
@@ -181,12 +179,27 @@ class Executor:
         else:
             kill_tree(holder)
             await wait_any((held,), KILL_GRACE_S)  # it reaps what was killed, then exits
+            if not held.done():
+                self.spawn(self.finish_off(holder, held))
         killed = code in (-signal.SIGKILL, 128 + signal.SIGKILL)  # bash itself, or its last command
         oom = killed and self.ooms() > ooms
         if timed_out:
             code = TIMED_OUT
             out.note(f"agentcell: timed out after {req.timeout_s:g} s")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom))
+
+    async def finish_off(self, holder: int, held: asyncio.Future[int]) -> None:
+        """Kill what is under the holder until it exits (it does once it has no children left).
+        A process being reparented while kill_tree reads /proc can be missed by it (the
+        children lists are exact only for stopped trees), and a missed fork bomb bombs on."""
+        while not held.done():
+            kill_tree(holder)
+            await wait_any((held,), KILL_GRACE_S)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def forget(self, holder: int) -> None:
         self.holders.discard(holder)
@@ -209,7 +222,7 @@ class Executor:
             if ctx.alive and not ctx.lock.locked() and not ctx.exited.done() and ctx.leftovers():
                 async with ctx.lock:
                     if ctx.alive and not ctx.exited.done():
-                        await ctx.clean(False)
+                        await ctx.clean(False, dirty=True)  # at the pids limit
 
     async def sweep(self) -> None:
         """Kill the server's children that no one owns: what the code of a python context that
@@ -250,7 +263,7 @@ class Executor:
                 try:
                     code, timed_out, died = await ctx.run(req, cwd, gone)
                     if not died:
-                        await ctx.clean(req.background and not timed_out)
+                        await ctx.clean(req.background and not timed_out, dirty=timed_out)
                     out.finish(ctx.pump.drain)
                 finally:
                     ctx.busy = False

@@ -17,6 +17,7 @@ from collections.abc import Collection
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_ROUNDS = 1000  # a fork bomb forks while we stop it; each round stops what the last one found
+QUIET_ROUNDS = 2  # rounds that find nothing new before the tree counts as stopped (see alive)
 
 
 def set_subreaper() -> None:
@@ -57,9 +58,11 @@ def kill_tree(root: int, keep: Collection[int] = (), *, include_root: bool = Fal
     if include_root:
         signal_pid(root, signal.SIGSTOP)
         stopped.add(root)
+    quiet = 0
     for _ in range(MAX_ROUNDS):
         new = [pid for pid in descendants(root, keep) if pid not in stopped]
-        if not new:
+        quiet = 0 if new else quiet + 1
+        if quiet == QUIET_ROUNDS:
             break
         for pid in new:
             signal_pid(pid, signal.SIGSTOP)
@@ -76,6 +79,15 @@ async def wait_dead(root: int, keep: Collection[int] = ()) -> None:
         if all(state(pid) in ("Z", "") for pid in descendants(root, keep)):
             return
         await asyncio.sleep(0.001)
+
+
+def alive(root: int, keep: Collection[int] = (), include_root: bool = False) -> bool:
+    """Whether anything under root but keep (or root itself, if asked) still runs. The children
+    lists in /proc are exact only while a tree is stopped: a process being reparented as
+    kill_tree reads them can be missed, so callers that must leave nothing kill until this is
+    false."""
+    pids = descendants(root, keep) + ([root] if include_root else [])
+    return any(state(pid) not in ("Z", "") for pid in pids)
 
 
 def state(pid: int) -> str:
@@ -112,9 +124,10 @@ def command_of(pid: int) -> str:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
 
 
-def reap_killed(spare: Collection[int] = ()) -> int:
-    """Reap our children that died of SIGKILL (the leftovers kill_tree killed), leaving the
-    status of every other child, and of spare, to whoever waits for it (a Popen in the code)."""
+def reap_dead(spare: Collection[int] = (), *, everything: bool = False) -> int:
+    """Reap our children that died of SIGKILL (the leftovers kill_tree killed), or with
+    ``everything`` all our dead children; the status of every other child, and of spare, is left
+    to whoever waits for it (a Popen in the code)."""
     reaped = 0
     for _ in range(MAX_ROUNDS):  # a reaped child's own dead children may come to us next
         found = 0
@@ -125,9 +138,9 @@ def reap_killed(spare: Collection[int] = ()) -> int:
                 info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 continue
-            if info is None or info.si_code != os.CLD_KILLED:
+            if info is None:
                 continue
-            if info.si_status == signal.SIGKILL:
+            if everything or (info.si_code == os.CLD_KILLED and info.si_status == signal.SIGKILL):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
                     found += 1
