@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(width=200)
+Samples = list[float]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -36,7 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, limited: bool = False) -> subprocess.Popen[bytes]:
+    """``agentcell serve`` on port; its rate limiter is off unless ``limited`` (latency is
+    measured here, not the limiter, except in the neighbour row)."""
     env = {
         **os.environ,
         "AGENTCELL_DATA_DIR": str(data_dir),
@@ -44,9 +49,9 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "AGENTCELL_LABELS": '{"agentcell.bench": "1"}',
         "AGENTCELL_POOL_SIZE": "0",
         "AGENTCELL_LIMITS__WORKSPACE_MB": "128",
-        "AGENTCELL_RATE_LIMIT_PER_S": "1000000",  # latency is measured here, not the limiter
-        "AGENTCELL_RATE_LIMIT_BURST": "1000000",
     }
+    if not limited:
+        env |= {"AGENTCELL_RATE_LIMIT_PER_S": "1000000", "AGENTCELL_RATE_LIMIT_BURST": "1000000"}
     cmd = [sys.executable, "-m", "agentcell.cli", "serve", "--port", str(port)]
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -147,32 +152,44 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
     return "?"
 
 
+class PeakRss:
+    """A process's RSS in MiB: before the block, its peak (sampled every 10 ms) and after."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = self.peak = self.after = 0.0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> PeakRss:
+        self.before = self.peak = rss_mib(self.pid)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self.after = rss_mib(self.pid)
+
+
 def stream_memory(client: httpx.Client, key: str, pid: int) -> tuple[float, float, float]:
     """Stream 10 MB of stdout through SSE; return (ms, RSS before, peak RSS) of the server."""
     code = "import sys\nfor _ in range(160): sys.stdout.write('x' * 65535 + '\\n')"
     headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
-    before = rss_mib(pid)
-    peak = before
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, rss_mib(pid))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    t0 = time.perf_counter()
     received = 0
-    with client.stream("POST", "/v1/cell/exec", json={"code": code}, headers=headers) as r:
-        for chunk in r.iter_bytes():
-            received += len(chunk)
-    elapsed = (time.perf_counter() - t0) * 1000
-    stop.set()
-    sampler.join()
+    with PeakRss(pid) as rss:
+        t0 = time.perf_counter()
+        with client.stream("POST", "/v1/cell/exec", json={"code": code}, headers=headers) as r:
+            for chunk in r.iter_bytes():
+                received += len(chunk)
+        elapsed = (time.perf_counter() - t0) * 1000
     assert received > 10 * 2**20, received
-    return elapsed, before, peak
+    return elapsed, rss.before, rss.peak
 
 
 async def _json_floods(url: str, key: str, parallel: int) -> list[bool]:
@@ -191,25 +208,103 @@ async def _json_floods(url: str, key: str, parallel: int) -> list[bool]:
 def json_memory(url: str, key: str, pid: int, parallel: int = 5) -> tuple[float, float, float]:
     """``parallel`` execs flooding 64 MiB of stdout each, answered as JSON (so cut at the JSON
     output limit); return the server's RSS before, at its peak and after, in MiB."""
-    before = rss_mib(pid)
-    peak = before
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, rss_mib(pid))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with PeakRss(pid) as rss:
         answers = asyncio.run(_json_floods(url, key, parallel))
-    finally:
-        stop.set()
-        sampler.join()
     assert all(answers), answers
-    return before, peak, rss_mib(pid)
+    return rss.before, rss.peak, rss.after
+
+
+# Run in its own process (its client work must not share our GIL): one user sending RATE execs
+# a second for SECONDS, open loop, then the count of each answer's status as JSON.
+FLOOD = """
+import asyncio, collections, json, sys, time
+import aiohttp
+url, key, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+async def main():
+    statuses = collections.Counter()
+    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {key}"}) as s:
+        async def one():
+            try:
+                async with s.post("/v1/cell/exec", json={"code": "pass"}) as r:
+                    await r.read()
+                    statuses[r.status] += 1
+            except aiohttp.ClientError as e:
+                statuses[type(e).__name__] += 1
+        tasks, start = [], time.monotonic()
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    print(json.dumps(statuses))
+asyncio.run(main())
+"""
+
+
+def remove_users(client: httpx.Client, admin: dict[str, str]) -> None:
+    """Every user and cell goes, workspaces too (their loop mounts with them)."""
+    for user in client.get("/v1/users", headers=admin).json():
+        client.delete(f"/v1/users/{user['id']}", params={"delete_workspace": "true"}, headers=admin)
+
+
+def timed(call: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def neighbour(quick: bool) -> tuple[Samples, Samples, Samples, Samples, str]:
+    """A victim's warm exec and /healthz, quiet and while a neighbour floods 1,000 execs a second,
+    on a server with its default rate limits: (quiet exec, exec, quiet healthz, healthz, note)."""
+    n, rate, seconds = (100, 1000, 3) if quick else (300, 1000, 10)
+    with tempfile.TemporaryDirectory(prefix="agentcell-bench-neighbour-") as tmp:
+        data, port = Path(tmp), free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(data, port, limited=True)
+        try:
+            admin = {"Authorization": f"Bearer {(data / 'admin_token').read_text().strip()}"}
+            with httpx.Client(base_url=url, timeout=120) as client:
+                victim, flooder = (
+                    client.post("/v1/users", json={"name": name}, headers=admin).json()["api_key"]
+                    for name in ("victim", "flooder")
+                )
+                mine = {"Authorization": f"Bearer {victim}"}
+                client.post("/v1/cell/exec", json={"code": "pass"}, headers=mine)
+                client.post(
+                    "/v1/cell/exec",
+                    json={"code": "pass"},
+                    headers={"Authorization": f"Bearer {flooder}"},
+                )
+
+                def run() -> None:
+                    r = client.post("/v1/cell/exec", json={"code": "print(1)"}, headers=mine)
+                    assert r.json()["stdout"] == "1\n", r.text
+
+                def health() -> None:
+                    client.get("/healthz").raise_for_status()
+
+                quiet_exec, quiet_health = timed(run, n), timed(health, n)
+                flood = subprocess.Popen(
+                    [sys.executable, "-c", FLOOD, url, flooder, str(rate), str(seconds)],
+                    stdout=subprocess.PIPE,
+                )
+                time.sleep(0.5)  # the flood is on
+                loud_exec: Samples = []
+                loud_health: Samples = []
+                while flood.poll() is None and len(loud_exec) < n:
+                    loud_exec += timed(run, 1)
+                    loud_health += timed(health, 1)
+                statuses = json.loads(flood.communicate()[0])
+                remove_users(client, admin)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    note = f"neighbour's {rate:g}/s for {seconds:g} s answered " + ", ".join(
+        f"{k}: {v}" for k, v in sorted(statuses.items())
+    )
+    return quiet_exec, loud_exec, quiet_health, loud_health, note
 
 
 def main(quick: bool) -> None:
@@ -251,15 +346,13 @@ def main(quick: bool) -> None:
                     f"p99 {bucket_quantile(before, after, 0.99)} ms"
                 )
             with httpx.Client(base_url=url, timeout=120) as client:
-                for user in client.get("/v1/users", headers=admin).json():
-                    client.delete(
-                        f"/v1/users/{user['id']}",
-                        params={"delete_workspace": "true"},
-                        headers=admin,
-                    )
+                remove_users(client, admin)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+    console.print("a neighbour floods 1,000 execs/s (default rate limits)…")
+    quiet_exec, loud_exec, quiet_health, loud_health, flood_note = neighbour(quick)
 
     table = Table(title="agentcell HTTP API benchmark (ms)")
     for col in ("what", "p50", "p95", "p99", "n", "vs docker exec (p50)", "target", "note"):
@@ -286,6 +379,10 @@ def main(quick: bool) -> None:
             "memory bounded",
             f"server RSS {floods[0]:.0f} → peak {floods[1]:.0f} → after {floods[2]:.0f} MiB",
         ),
+        ("neighbour row: warm exec, quiet", quiet_exec, "", "default rate limits on"),
+        ("neighbour row: warm exec, neighbour flooding", loud_exec, "p99 ≤ 2× quiet", flood_note),
+        ("neighbour row: /healthz, quiet", quiet_health, "", ""),
+        ("neighbour row: /healthz, neighbour flooding", loud_health, "p99 ≤ 2× quiet", ""),
     ):
         table.add_row(
             name,
