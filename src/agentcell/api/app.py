@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentcell import __version__
 from agentcell.api import errors
 from agentcell.api.auth import KeyCache, ensure_admin_token
+from agentcell.api.gate import RateGate
 from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import audit, cell, files, ops, sessions, users
@@ -129,5 +130,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         BodyTimeout, idle_s=settings.body_timeout_s, min_rate=settings.body_min_rate_bytes_s
     )
+    app.add_middleware(RateGate, keys=app.state.keys, limits=app.state.limits)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

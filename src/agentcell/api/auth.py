@@ -53,5 +53,10 @@ class KeyCache:
             self._entries[digest] = (user, now + self.ttl_s)
         return user
 
+    def peek(self, api_key: str) -> User | None:
+        """The user of a key seen recently, without reading the database."""
+        hit = self._entries.get(hash_key(api_key)) if api_key else None
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def forget(self, user_id: str) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v[0].id != user_id}

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agentcell.api.gate import TAKEN
 from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics
 from agentcell.config import Settings
@@ -78,7 +79,8 @@ async def _principal(
             hint="a user sends the API key that 'agentcell users add' printed (the admin can "
             "make a new one); the admin sends the token in the data dir's admin_token file",
         )
-    request.app.state.limits.requests.take(user.id)  # the admin is not rate-limited
+    if not getattr(request.state, TAKEN, False):  # the gate has not limited it (api/gate.py)
+        request.app.state.limits.requests.take(user.id)  # the admin is not rate-limited
     return Principal(user=user)
 
 

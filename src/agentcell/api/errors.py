@@ -51,10 +51,16 @@ async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentcellError)
     if exc.status_code >= 500 and not isinstance(exc, ModelNotConfigured):  # said at start
         log.error("%s: %s", type(exc).__name__, exc)
-    headers = {}
     if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    return error_response(exc.status_code, exc.code, exc.message, exc.hint, headers)
+        return rate_limited_response(exc)
+    return error_response(exc.status_code, exc.code, exc.message, exc.hint)
+
+
+def rate_limited_response(exc: RateLimited) -> JSONResponse:
+    retry_after = str(max(1, math.ceil(exc.retry_after_s)))
+    return error_response(
+        exc.status_code, exc.code, exc.message, exc.hint, {"Retry-After": retry_after}
+    )
 
 
 def _allowed_methods(request: Request) -> str:

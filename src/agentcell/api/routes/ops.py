@@ -6,26 +6,26 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentcell import __version__
 from agentcell.api.deps import AdminOnly, CellsDep, MetricsDep, StoreDep
 from agentcell.api.schemas import AdminCell, Health, ReapResult
 from agentcell.errors import AgentcellError
+from agentcell.sandbox.manager import CellManager
+from agentcell.store import Store
 
 router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz", responses={503: {"model": Health, "description": "Degraded"}})
-async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Health:
-    docker_ok = database_ok = False
-    with contextlib.suppress(AgentcellError):
-        await asyncio.to_thread(cells.backend.ping)
-        docker_ok = True
-    with contextlib.suppress(AgentcellError):
-        await store.ping()
-        database_ok = True
+async def healthz(request: Request, cells: CellsDep, store: StoreDep, response: Response) -> Health:
+    # Anyone may ask, so concurrent calls share one probe: a flood costs one engine ping.
+    probe: asyncio.Future[tuple[bool, bool]] | None = getattr(request.app.state, "probe", None)
+    if probe is None or probe.done():
+        probe = request.app.state.probe = asyncio.ensure_future(_probe(cells, store))
+    docker_ok, database_ok = await asyncio.shield(probe)
     ok = docker_ok and database_ok
     if not ok:
         response.status_code = 503
@@ -36,6 +36,18 @@ async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Healt
         version=__version__,
         workspace_quota=cells.workspaces.enforced,
     )
+
+
+async def _probe(cells: CellManager, store: Store) -> tuple[bool, bool]:
+    """(the engine answers, the database answers)."""
+    docker_ok = database_ok = False
+    with contextlib.suppress(AgentcellError):
+        await asyncio.to_thread(cells.backend.ping)
+        docker_ok = True
+    with contextlib.suppress(AgentcellError):
+        await store.ping()
+        database_ok = True
+    return docker_ok, database_ok
 
 
 @router.get("/metrics", response_class=Response)
