@@ -35,7 +35,16 @@ from .files import Files, inside
 from .holder import STUCK, fork_holder
 from .pipes import Pump, Sink
 from .procs import OomCounter, wait_any, watch_exit
-from .tree import children, command_of, descendants, kill_tree, ppid_of, set_subreaper, wait_dead
+from .tree import (
+    children,
+    command_of,
+    descendants,
+    kill_tree,
+    ppid_of,
+    set_subreaper,
+    state,
+    wait_dead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +313,8 @@ class Executor:
         for tops, origin, ctx in roots:
             for top in tops:
                 for pid in (top, *descendants(top)):
+                    if state(pid) in ("Z", ""):  # dead, waiting for its parent to reap it
+                        continue
                     proc = p.Process(pid, ppid_of(pid), command_of(pid), origin)
                     found[pid] = (proc, ctx)
         return found
