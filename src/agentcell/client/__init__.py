@@ -17,17 +17,6 @@ that does not answer raises ``ServerUnreachable``. Uploads and downloads are str
 chunks, never held whole.
 """
 
-from agentcell.api.schemas import (
-    ChatAgent,
-    ChatDone,
-    ChatReply,
-    ChatText,
-    ChatToolCall,
-    ChatToolResult,
-    ExitEvent,
-    MessagePublic,
-    SessionPublic,
-)
 from agentcell.client._http import error_classes as error_classes
 from agentcell.client._http import error_from as error_from
 from agentcell.client._sse import ChatEvent, ExecEvent, StderrEvent, StdoutEvent
@@ -38,6 +27,17 @@ from agentcell.client._sse import exec_event as exec_event
 from agentcell.client.aio import AsyncClient
 from agentcell.client.sync import Client
 from agentcell.errors import ServerUnreachable
+from agentcell.schemas import (
+    ChatAgent,
+    ChatDone,
+    ChatReply,
+    ChatText,
+    ChatToolCall,
+    ChatToolResult,
+    ExitEvent,
+    MessagePublic,
+    SessionPublic,
+)
 
 __all__ = [
     "AsyncClient",

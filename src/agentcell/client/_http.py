@@ -16,7 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from agentcell.api.schemas import (
+from agentcell.config import ClientSettings
+from agentcell.errors import AgentcellError, PathNotFound, ServerUnreachable
+from agentcell.schemas import (
     AdminCell,
     AuditPage,
     CellProcess,
@@ -33,8 +35,6 @@ from agentcell.api.schemas import (
     UserCreated,
     UserPublic,
 )
-from agentcell.config import ClientSettings
-from agentcell.errors import AgentcellError, PathNotFound, ServerUnreachable
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)

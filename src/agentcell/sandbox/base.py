@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -17,23 +16,6 @@ class CellState(enum.StrEnum):
     STOPPED = "stopped"
     REMOVED = "removed"  # no container; the workspace is kept
     DEAD = "dead"  # exited without being asked to
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One step of long work (image builds, downloads), for the CLI to render."""
-
-    step: str
-    message: str = ""
-    done: int | None = None
-    total: int | None = None
-
-
-ProgressHook = Callable[[ProgressEvent], None]
-
-
-def no_progress(_: ProgressEvent) -> None:
-    return None
 
 
 @dataclass(frozen=True)

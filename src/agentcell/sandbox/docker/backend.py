@@ -17,7 +17,8 @@ from docker.types import LogConfig, Mount
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
 from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
-from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo, ProgressHook, no_progress
+from agentcell.progress import ProgressHook, no_progress
+from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.docker.seccomp import seccomp_profile
 

@@ -20,18 +20,18 @@ import json
 import re
 import sys
 import tempfile
-import tomllib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import docker
 import docker.errors
 
-from agentcell.errors import DockerUnavailable, ImageBuildFailed, InvalidRequest
-from agentcell.sandbox.base import ProgressEvent, ProgressHook, no_progress
+from agentcell.errors import DockerUnavailable, ImageBuildFailed
+from agentcell.progress import ProgressEvent, ProgressHook, no_progress
+from agentcell.sandbox.docker.profiles import Profile, load_profile
 from agentcell.sandbox.docker.rootfs import (
     ROOTFS_RECIPE,
     STOCK_BASE,
@@ -43,7 +43,6 @@ from agentcell.sandbox.docker.rootfs import (
 
 DATA_DIR = Path(__file__).parent / "image"
 DOCKERFILE = DATA_DIR / "Dockerfile"
-PROFILES_DIR = DATA_DIR / "profiles"
 EXECUTOR_DIR = Path(__file__).resolve().parents[2] / "executor"
 HOST_ONLY_EXECUTOR_FILES = frozenset({"client.py"})  # the host's side: never in the image
 
@@ -67,14 +66,6 @@ BaseChoice = Literal["auto", "stock", "debootstrap"]
 
 
 @dataclass(frozen=True)
-class Profile:
-    name: str
-    debian: tuple[str, ...]  # Debian 12 packages
-    pip: tuple[str, ...]  # pip requirements, installed from wheels
-    drop: tuple[str, ...] = ()  # Debian packages purged after install (unneeded hard deps)
-
-
-@dataclass(frozen=True)
 class ImageInfo:
     tag: str
     kind: str  # "sandbox" or "base"
@@ -86,25 +77,6 @@ class ImageInfo:
 
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "agentcell" / "images"
-
-
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
-
-
-def load_profile(name: str) -> Profile:
-    path = PROFILES_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise InvalidRequest(
-            f"unknown image profile {name!r}", hint=f"choose one of: {', '.join(profile_names())}"
-        )
-    data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    lists = {key: list(data.get(key, [])) for key in ("debian", "pip", "drop")}
-    if parent := data.get("extends"):
-        base = load_profile(parent)
-        lists = {key: [*getattr(base, key), *lists[key]] for key in lists}
-    unique = {key: tuple(dict.fromkeys(values)) for key, values in lists.items()}
-    return Profile(name, unique["debian"], unique["pip"], unique["drop"])
 
 
 def _digest(parts: dict[str, bytes]) -> str:
