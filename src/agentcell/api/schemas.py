@@ -6,9 +6,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agentcell.schemas import Language
+from agentcell.store.models import TITLE_MAX
 
 CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-TITLE_MAX = 200
 
 
 class UserCreate(BaseModel):

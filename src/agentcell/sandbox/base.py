@@ -9,6 +9,8 @@ from typing import Protocol
 
 from agentcell.config import CellLimits
 
+CELL_UID = 1000  # the image's user and group; the manager gives each cell its own (``uids``)
+
 
 class CellState(enum.StrEnum):
     RUNNING = "running"
@@ -31,7 +33,7 @@ class CellSpec:
     network: str = "none"
     runtime: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (tests mark theirs)
-    uid: int = 1000  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid
+    uid: int = CELL_UID  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid
 
 
 @dataclass

@@ -30,7 +30,9 @@ import docker
 import docker.errors
 
 from agentcell.errors import DockerUnavailable, ImageBuildFailed
+from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
 from agentcell.progress import ProgressEvent, ProgressHook, no_progress
+from agentcell.sandbox.base import CELL_UID
 from agentcell.sandbox.docker.profiles import Profile, load_profile
 from agentcell.sandbox.docker.rootfs import (
     ROOTFS_RECIPE,
@@ -45,6 +47,11 @@ DATA_DIR = Path(__file__).parent / "image"
 DOCKERFILE = DATA_DIR / "Dockerfile"
 EXECUTOR_DIR = Path(__file__).resolve().parents[2] / "executor"
 HOST_ONLY_EXECUTOR_FILES = frozenset({"client.py"})  # the host's side: never in the image
+# The image's CMD (the Dockerfile gets it from here) and, with more flags, what a cell runs.
+EXECUTOR_COMMAND = (
+    "python3", "-m", "executor.server",
+    "--socket", f"{CONTROL_DIR}/{SOCKET_NAME}", "--workspace", WORKSPACE,
+)  # fmt: skip
 
 
 def executor_files() -> tuple[str, ...]:
@@ -90,9 +97,9 @@ def _digest(parts: dict[str, bytes]) -> str:
 def _recipe(profile: Profile) -> dict[str, bytes]:
     """Every input of the image, by its path in the build context (read once: what we hash
     is what we build, even while someone edits the executor)."""
-    spec = {"profile": dataclasses.asdict(profile), "python": PYTHON_VERSION}
+    spec = {"profile": dataclasses.asdict(profile), "python": PYTHON_VERSION, "uid": CELL_UID}
     files = {
-        "Dockerfile": DOCKERFILE.read_bytes(),
+        "Dockerfile": DOCKERFILE.read_bytes() + f"CMD {json.dumps(EXECUTOR_COMMAND)}\n".encode(),
         "profile.json": json.dumps(spec, sort_keys=True).encode(),
     }
     for name in executor_files():
@@ -186,7 +193,7 @@ def build_image(
             ctx = Path(tmp)
             _write_context(ctx, files)
             _download_wheels(prof, ctx / "wheels", progress)
-            args = {"BASE_IMAGE": base_ref, **apt_args}
+            args = {"BASE_IMAGE": base_ref, "CELL_UID": str(CELL_UID), **apt_args}
             labels = {LABEL_KIND: "sandbox", LABEL_PROFILE: profile, LABEL_INPUTS: _digest(files)}
             _docker_build(client, ctx, tag, args, labels, progress, nocache=force)
     progress(ProgressEvent("done", tag))
