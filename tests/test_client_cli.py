@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 import agentcell
-from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli import main
 from agentcell.cli._hints import cli_hint
 from agentcell.client import (
@@ -47,9 +46,10 @@ from agentcell.errors import (
     PathNotFound,
     Unauthorized,
 )
-from agentcell.sandbox.base import ProgressEvent
+from agentcell.progress import ProgressEvent
 from agentcell.sandbox.docker.images import REPOSITORY, _stock_base_available
 from agentcell.sandbox.docker.prune import prune_images
+from agentcell.schemas import AuditEventPublic
 from tests.conftest import RUN_ID, TEST_LABEL, Live, SettingsFactory, sweep_server
 
 pytestmark = pytest.mark.docker

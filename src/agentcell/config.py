@@ -182,6 +182,11 @@ class Settings(BaseSettings):
             return self.instance_id
         return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
 
+    @property
+    def admin_token_path(self) -> Path:
+        """Where the admin token is generated when ``admin_token`` is empty (mode 0600)."""
+        return self.data_dir / "admin_token"
+
 
 class ClientSettings(BaseSettings):
     """Where the Python client and the CLI find a server, and the keys they send.

@@ -229,9 +229,31 @@ class RequestTimeout(AgentcellError, TimeoutError):
     hint = "send the whole body without pausing; on a slow link, upload smaller files"
 
 
-# Error codes the executor sends, mapped to the exception the host raises.
-BY_CODE: dict[str, type[AgentcellError]] = {
-    cls.code: cls
+def error_classes() -> dict[str, type[AgentcellError]]:
+    """Every AgentcellError subclass by its ``code``; the class that sets a code wins over its
+    subclasses that inherit it. Built per call, so subclasses imported later count too."""
+    found: dict[str, type[AgentcellError]] = {}
+    todo: list[type[AgentcellError]] = [AgentcellError]
+    while todo:
+        cls = todo.pop(0)
+        if "code" in vars(cls):
+            found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def error_class(code: str, *, paths: bool = False) -> type[AgentcellError]:
+    """The class of an error ``code`` (AgentcellError for one we do not know). ``paths``: the
+    code answers a call on files, where a missing one is PathNotFound (a FileNotFoundError)."""
+    if paths and code == PathNotFound.code:
+        return PathNotFound
+    return error_classes().get(code, AgentcellError)
+
+
+# The codes an executor may answer with. A cell is untrusted ground: it can raise none of our
+# other errors (an ``unauthorized`` from a cell would tell its user that their key is wrong).
+EXECUTOR_CODES = frozenset(
+    cls.code
     for cls in (
         InvalidRequest,
         InvalidPath,
@@ -242,4 +264,11 @@ BY_CODE: dict[str, type[AgentcellError]] = {
         ExecutorError,
         CellStuck,
     )
-}
+)
+
+
+def executor_error(code: str, message: str) -> AgentcellError:
+    """The exception for an executor's Error event: one of EXECUTOR_CODES' (a missing path is
+    PathNotFound), else an ExecutorError."""
+    cls = error_class(code, paths=True) if code in EXECUTOR_CODES else ExecutorError
+    return cls(message)

@@ -17,8 +17,8 @@ from pydantic_ai import ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo
 
+from agentcell import schemas
 from agentcell.agent import events as agent_events
-from agentcell.api import schemas
 from agentcell.api.routes import sessions as sessions_route
 from agentcell.client import SSEParser
 from tests.conftest import Live, ServerFactory, SettingsFactory

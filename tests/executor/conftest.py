@@ -21,8 +21,8 @@ from agentcell.config import CellLimits
 from agentcell.errors import ExecutorUnreachable
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
-from agentcell.sandbox.base import CellSpec
-from agentcell.sandbox.docker.backend import CELL_UID, host_config
+from agentcell.sandbox.base import CELL_UID, CellSpec
+from agentcell.sandbox.docker.backend import host_config
 from tests.conftest import RUN_ID, TEST_LABEL
 from tests.engines import private_engine
 

@@ -13,18 +13,17 @@ import pytest
 
 from agentcell.cli import main
 from agentcell.errors import ImageBuildFailed, InvalidRequest
-from agentcell.sandbox.base import ProgressEvent
+from agentcell.progress import ProgressEvent
 from agentcell.sandbox.docker.images import (
     EXECUTOR_DIR,
     EXECUTOR_FILES,
     LABEL_INPUTS,
     LABEL_KIND,
     LABEL_PROFILE,
-    Profile,
     ensure_image,
     image_tag,
-    load_profile,
 )
+from agentcell.sandbox.docker.profiles import Profile, load_profile
 from agentcell.sandbox.docker.rootfs import debian_mirror, make_rootfs
 from tests.conftest import RUN_ID, TEST_LABEL
 

@@ -10,22 +10,17 @@ from agentcell.config import Settings
 from agentcell.store import Store, User, hash_key
 
 
-def admin_token_path(settings: Settings) -> str:
-    return str(settings.data_dir / "admin_token")
-
-
 def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
     """Return (token, created_now). A new token is written with O_EXCL so two starts agree."""
     if settings.admin_token:
         return settings.admin_token, False
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = admin_token_path(settings)
+    path = settings.admin_token_path
     token = "adm_" + secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        with open(path) as f:  # noqa: PTH123 - the path is ours, in the data dir
-            return f.read().strip(), False
+        return path.read_text().strip(), False
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True

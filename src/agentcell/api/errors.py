@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from agentcell.api.schemas import ErrorResponse
 from agentcell.errors import AgentcellError, ModelNotConfigured, RateLimited
+from agentcell.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeAlias
 
-from agentcell.api.auth import admin_token_path
 from agentcell.client import Client
 from agentcell.config import ClientSettings, Settings
 
@@ -36,7 +34,7 @@ def connect(args: argparse.Namespace, settings: Settings, *, admin: bool = False
     token = client_settings.admin_token
     if not token:
         try:
-            token = Path(admin_token_path(settings)).read_text().strip()
+            token = settings.admin_token_path.read_text().strip()
         except OSError:
             token = ""
     return Client(args.url, api_key="", admin_token=token, settings=client_settings)

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agentcell.sandbox.base import ProgressEvent, ProgressHook
+from agentcell.progress import ProgressEvent, ProgressHook
 
 MESSAGE_WIDTH = 90
 # Control characters but newline and tab: C0, DEL, C1. A terminal acts on them (ESC starts

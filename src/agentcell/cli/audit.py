@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentcell.api.schemas import AuditEventPublic
 from agentcell.cli._common import Commands, connect
 from agentcell.cli._output import print_table, when
 from agentcell.config import Settings
+from agentcell.schemas import AuditEventPublic
 
 
 def add_audit(groups: Commands) -> None:

@@ -7,10 +7,10 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
-from agentcell.api.schemas import CellPublic
 from agentcell.cli._common import Commands, connect, group
 from agentcell.cli._output import out, print_table, when
 from agentcell.config import Settings
+from agentcell.schemas import CellPublic
 
 
 def add_cell(groups: Commands) -> None:

@@ -13,7 +13,7 @@ from agentcell.cli._output import RAW_HELP, err, untrusted
 from agentcell.client import ExitEvent, StderrEvent, StdoutEvent
 from agentcell.config import Settings
 from agentcell.errors import InvalidRequest
-from agentcell.executor.protocol import Language
+from agentcell.schemas import Language
 
 SHELL_SUFFIXES = {".sh", ".bash"}
 

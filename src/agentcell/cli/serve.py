@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.markup import escape
 
 from agentcell import __version__
-from agentcell.api.auth import admin_token_path
 from agentcell.cli._common import Commands
 from agentcell.cli._output import error, out
 from agentcell.config import ClientSettings, Settings
@@ -90,7 +89,7 @@ def _first_screen(settings: Settings, token: str, created: bool) -> None:
     if settings.admin_token:
         console.print("admin token  from AGENTCELL_ADMIN_TOKEN")
     else:
-        path = admin_token_path(settings)
+        path = str(settings.admin_token_path)
         console.print(f"admin token  in {escape(path)} (mode 0600)")
         if created:
             console.print(f"             new, shown this once: [bold]{escape(token)}[/]")

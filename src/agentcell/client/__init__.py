@@ -17,7 +17,17 @@ that does not answer raises ``ServerUnreachable``. Uploads and downloads are str
 chunks, never held whole.
 """
 
-from agentcell.api.schemas import (
+from agentcell.client._http import error_from as error_from
+from agentcell.client._sse import ChatEvent, ExecEvent, StderrEvent, StdoutEvent
+from agentcell.client._sse import ServerSentEvent as ServerSentEvent
+from agentcell.client._sse import SSEParser as SSEParser
+from agentcell.client._sse import chat_event as chat_event
+from agentcell.client._sse import exec_event as exec_event
+from agentcell.client.aio import AsyncClient
+from agentcell.client.sync import Client
+from agentcell.errors import ServerUnreachable
+from agentcell.errors import error_classes as error_classes
+from agentcell.schemas import (
     ChatAgent,
     ChatDone,
     ChatReply,
@@ -28,16 +38,6 @@ from agentcell.api.schemas import (
     MessagePublic,
     SessionPublic,
 )
-from agentcell.client._http import error_classes as error_classes
-from agentcell.client._http import error_from as error_from
-from agentcell.client._sse import ChatEvent, ExecEvent, StderrEvent, StdoutEvent
-from agentcell.client._sse import ServerSentEvent as ServerSentEvent
-from agentcell.client._sse import SSEParser as SSEParser
-from agentcell.client._sse import chat_event as chat_event
-from agentcell.client._sse import exec_event as exec_event
-from agentcell.client.aio import AsyncClient
-from agentcell.client.sync import Client
-from agentcell.errors import ServerUnreachable
 
 __all__ = [
     "AsyncClient",

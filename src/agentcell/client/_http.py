@@ -16,7 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from agentcell.api.schemas import (
+from agentcell.config import ClientSettings
+from agentcell.errors import AgentcellError, ServerUnreachable, error_class
+from agentcell.schemas import (
     AdminCell,
     AuditPage,
     CellProcess,
@@ -33,8 +35,6 @@ from agentcell.api.schemas import (
     UserCreated,
     UserPublic,
 )
-from agentcell.config import ClientSettings
-from agentcell.errors import AgentcellError, PathNotFound, ServerUnreachable
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -49,28 +49,13 @@ SSE = "text/event-stream"
 # --- errors ------------------------------------------------------------------------------------
 
 
-def error_classes() -> dict[str, type[AgentcellError]]:
-    """Every AgentcellError subclass by its ``code``; the class that sets a code wins over its
-    subclasses that inherit it. Built per call, so subclasses imported later count too."""
-    found: dict[str, type[AgentcellError]] = {}
-    todo: list[type[AgentcellError]] = [AgentcellError]
-    while todo:
-        cls = todo.pop(0)
-        if "code" in vars(cls):
-            found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
 def error_from(body: Any, status_code: int | None = None, files: bool = False) -> AgentcellError:
     """The exception for an error body ``{"code", "message", "hint"}``; ``files``: a missing
     path raises PathNotFound (a FileNotFoundError)."""
     code = str(body.get("code") or AgentcellError.code)
     message = str(body.get("message") or code)
     hint = str(body.get("hint") or "") or None
-    cls = error_classes().get(code, AgentcellError)
-    if files and code == PathNotFound.code:
-        cls = PathNotFound
+    cls = error_class(code, paths=files)
     try:
         exc = cls(message, hint=hint)
     except TypeError:  # a subclass that needs more than a message

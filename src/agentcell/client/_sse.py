@@ -6,16 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from agentcell.api.schemas import (
-    ChatAgent,
-    ChatDone,
-    ChatText,
-    ChatToolCall,
-    ChatToolResult,
-    ExitEvent,
-)
 from agentcell.client._http import error_from
 from agentcell.errors import AgentcellError
+from agentcell.schemas import ChatAgent, ChatDone, ChatText, ChatToolCall, ChatToolResult, ExitEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,23 +9,6 @@ from typing import Any
 
 import httpx
 
-from agentcell.api.schemas import (
-    AdminCell,
-    AuditPage,
-    CellProcess,
-    CellPublic,
-    ChatReply,
-    ExecResponse,
-    FileList,
-    FileWritten,
-    Health,
-    Me,
-    MessagePublic,
-    ReapResult,
-    SessionPublic,
-    UserCreated,
-    UserPublic,
-)
 from agentcell.client._http import (
     CHUNK,
     Api,
@@ -42,6 +25,23 @@ from agentcell.client._http import (
     upload,
 )
 from agentcell.client._sse import ChatEvent, ChatEvents, ExecEvent, ExecEvents
+from agentcell.schemas import (
+    AdminCell,
+    AuditPage,
+    CellProcess,
+    CellPublic,
+    ChatReply,
+    ExecResponse,
+    FileList,
+    FileWritten,
+    Health,
+    Me,
+    MessagePublic,
+    ReapResult,
+    SessionPublic,
+    UserCreated,
+    UserPublic,
+)
 
 
 class Client(BaseClient[httpx.Client]):

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import binascii
 import builtins
-import json
 import os
 import socket
 import stat
@@ -21,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from agentcell.errors import BY_CODE, ExecutorError, ExecutorUnreachable, FileTooLarge
+from agentcell.errors import ExecutorError, ExecutorUnreachable, FileTooLarge, executor_error
 from agentcell.executor import protocol as p
 from agentcell.executor.protocol import Entry, Exec, Exit, Output, Pong
 
 __all__ = ["Entry", "Exec", "ExecResult", "ExecutorClient", "Exit", "Output", "Pong"]
 
-LINE_LIMIT = 4 * 1024 * 1024
 RECV_BYTES = 64 * 1024
 CONNECT_RETRIES = (0.001, 0.005, 0.02, 0.1, 0.5, None)  # while the listen backlog is full
 PATIENCE_S = 60.0  # the longest silence we accept from an executor, beyond an exec's timeout
@@ -71,7 +69,7 @@ class _Connection:
         except p.ProtocolError as exc:
             raise ExecutorError(f"the executor sent garbage: {exc}") from exc
         if isinstance(msg, p.Error):
-            raise BY_CODE.get(msg.code, ExecutorError)(msg.message)
+            raise executor_error(msg.code, msg.message)
         return msg
 
     async def expect(self, kind: type[M]) -> M:
@@ -83,7 +81,7 @@ class _Connection:
     async def readline(self) -> bytes:
         start = 0
         while (end := self.buf.find(b"\n", start)) < 0:
-            if len(self.buf) > LINE_LIMIT:
+            if len(self.buf) > p.EVENT_LINE_LIMIT:
                 raise ExecutorError("the executor sent an oversized message")
             start = len(self.buf)
             try:
@@ -249,9 +247,9 @@ class ExecutorClient:
             try:
                 size = 0
                 async for piece in _pieces(data):
-                    await conn.send(_encode(p.Chunk(base64.b64encode(piece).decode())))
+                    await conn.send(p.Chunk(base64.b64encode(piece).decode()).encode())
                     size += len(piece)
-                await conn.send(_encode(p.End(size)))
+                await conn.send(p.End(size).encode())
             except ExecutorUnreachable:
                 pass  # the server stopped reading; its answer says why
             return (await conn.expect(p.End)).size
@@ -269,7 +267,7 @@ class ExecutorClient:
         patience = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
         conn = _Connection(await self._connect(), patience)
         try:
-            await conn.send(_encode(req))
+            await conn.send(req.encode())
         except BaseException:
             conn.close()
             raise
@@ -314,11 +312,6 @@ async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[memoryvie
         view = memoryview(piece)
         for i in range(0, len(view), p.CHUNK_BYTES):
             yield view[i : i + p.CHUNK_BYTES]
-
-
-def _encode(msg: p.Message) -> bytes:
-    """Message.encode for flat messages, without dataclasses.asdict's deep copies."""
-    return json.dumps(dict(vars(msg), kind=msg.kind), separators=(",", ":")).encode() + b"\n"
 
 
 def _b64decode(data: str) -> bytes:

@@ -7,13 +7,11 @@ a warm exec is made of fixed costs, and asyncio's streams and transports are a g
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 
 from . import protocol as p
 
 RECV_BYTES = 64 * 1024
-LINE_LIMIT = 8 * 1024 * 1024
 
 
 class Fail(Exception):
@@ -22,11 +20,6 @@ class Fail(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def encode(msg: p.Message) -> bytes:
-    """Message.encode for flat messages, without dataclasses.asdict's deep copies."""
-    return json.dumps(dict(vars(msg), kind=msg.kind), separators=(",", ":")).encode() + b"\n"
 
 
 class Conn:
@@ -46,7 +39,7 @@ class Conn:
         """The next line; b"" when the client hung up before sending one."""
         start = 0
         while (end := self.inbuf.find(b"\n", start)) < 0:
-            if len(self.inbuf) > LINE_LIMIT:
+            if len(self.inbuf) > p.REQUEST_LINE_LIMIT:
                 raise Fail("invalid_request", "message too long")
             start = len(self.inbuf)
             try:

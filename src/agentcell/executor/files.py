@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 
 from . import protocol as p
-from .conn import Conn, Fail, encode
+from .conn import Conn, Fail
 from .procs import killpg, watch_exit
 
 MAX_DEPTH = 256  # levels in a request's path (shutil.rmtree and friends recurse per level)
@@ -79,11 +79,11 @@ class Files:
         try:
             while chunk := os.read(fd, p.CHUNK_BYTES):
                 size += len(chunk)
-                conn.write(encode(p.Chunk(base64.b64encode(chunk).decode())))
+                conn.write(p.Chunk(base64.b64encode(chunk).decode()).encode())
                 await conn.drain()
         finally:
             os.close(fd)
-        conn.write(encode(p.End(size)))
+        conn.write(p.End(size).encode())
 
     async def zip(self, req: p.Zip, conn: Conn) -> None:
         """Stream a ZIP made by zipper.py in its own process group, as Chunk frames."""
@@ -108,7 +108,7 @@ class Files:
             os.set_blocking(out, False)
             while chunk := await read_some(out):
                 size += len(chunk)
-                conn.write(encode(p.Chunk(base64.b64encode(chunk).decode())))
+                conn.write(p.Chunk(base64.b64encode(chunk).decode()).encode())
                 await conn.drain()
             status = os.waitstatus_to_exitcode(await exited)
             if status == ZIP_TOO_LARGE:
@@ -123,7 +123,7 @@ class Files:
             os.close(out)
             if not exited.done():
                 killpg(proc.pid, signal.SIGKILL)
-        conn.write(encode(p.End(size)))
+        conn.write(p.End(size).encode())
 
     async def write(self, req: p.Write, conn: Conn) -> None:
         parent, name = self.locate(req.path)
@@ -150,7 +150,7 @@ class Files:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        conn.write(encode(p.End(size)))
+        conn.write(p.End(size).encode())
 
     async def delete(self, req: p.Delete, conn: Conn) -> None:
         parent, name = self.locate(req.path)
@@ -167,7 +167,7 @@ class Files:
                     raise Fail("invalid_request", f"too deeply nested: {req.path}") from None
             else:
                 os.rmdir(path)
-        conn.write(encode(p.Ok()))
+        conn.write(p.Ok().encode())
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 
 from . import protocol as p
-from .conn import Conn, encode
+from .conn import Conn
 
 READ_BYTES = 64 * 1024  # at most this much output per Output event
 HIGH_WATER = 1024 * 1024  # pause the output pipes while this much waits for the client
@@ -99,7 +99,7 @@ class Sink:
     def emit(self, stream: p.Stream, text: str) -> None:
         if not text:
             return
-        self.pending.append(encode(p.Output(stream, text)))
+        self.pending.append(p.Output(stream, text).encode())
         self.pending_bytes += len(self.pending[-1])
         if self.final:
             return
@@ -139,4 +139,4 @@ class Sink:
         self.emit("stderr", ("" if self.stderr_ends_line else "\n") + line + "\n")
 
     def exit(self, msg: p.Exit) -> None:
-        self.flush(encode(msg))
+        self.flush(msg.encode())

@@ -20,6 +20,10 @@ CHUNK_BYTES = 256 * 1024  # raw bytes per file data frame (sent base64-encoded)
 LIST_PAGE = 1000  # entries in a listing page, unless asked for fewer
 LIST_PAGE_MAX = 10_000
 LIST_PAGE_BYTES = 1024 * 1024  # a page ends early rather than grow past this (long names)
+# The longest line each side reads. Every frame, page and event fits well inside; the host, which
+# reads an untrusted cell, allows less. An exec's code must fit in a request line.
+REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
+EVENT_LINE_LIMIT = 4 * 1024 * 1024  # cell -> host: what the client reads
 
 Language = Literal["python", "shell"]
 Stream = Literal["stdout", "stderr"]
@@ -29,9 +33,12 @@ EntryType = Literal["file", "dir", "link", "other"]
 @dataclass
 class Message:
     kind: ClassVar[str]
+    nested: ClassVar[bool] = False  # holds dataclasses (Entries, Processes)
 
     def encode(self) -> bytes:
-        body = dataclasses.asdict(self)
+        """The message as its line. A flat one is read with vars(), without dataclasses.asdict's
+        deep copies: a warm exec is made of such fixed costs."""
+        body = dataclasses.asdict(self) if self.nested else dict(vars(self))
         body["kind"] = self.kind
         return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
@@ -189,6 +196,7 @@ class Entry:
 @dataclass
 class Entries(Message):
     kind: ClassVar[str] = "entries"
+    nested: ClassVar[bool] = True
     entries: list[Entry]
     next_cursor: str = ""  # "" = the last page
 
@@ -204,6 +212,7 @@ class Process:
 @dataclass
 class Processes(Message):
     kind: ClassVar[str] = "processes"
+    nested: ClassVar[bool] = True
     processes: list[Process]
 
 
@@ -214,7 +223,7 @@ class Ok(Message):
 
 @dataclass
 class Error(Message):
-    """``code`` is one of agentcell.errors.BY_CODE's keys."""
+    """``code`` is one of agentcell.errors.EXECUTOR_CODES."""
 
     kind: ClassVar[str] = "error"
     code: str

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from . import protocol as p
 from .cellenv import read, thread_env
-from .conn import Conn, Fail, encode
+from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
 from .files import Files, inside
 from .holder import STUCK, fork_holder
@@ -149,7 +149,7 @@ class Executor:
             kill_tree(holder, include_root=True)
 
     async def ping(self, _msg: p.Ping, conn: Conn) -> None:
-        conn.write(encode(p.Pong(uid=os.getuid(), pid=os.getpid())))
+        conn.write(p.Pong(uid=os.getuid(), pid=os.getpid()).encode())
 
     async def exec(self, req: p.Exec, conn: Conn) -> None:
         check_exec(req)
@@ -294,12 +294,12 @@ class Executor:
         ctx = self.contexts.by_name.get(req.context)
         if ctx is not None and ctx.busy:
             ctx.signal(signal.SIGINT)
-        conn.write(encode(p.Ok()))
+        conn.write(p.Ok().encode())
 
     async def close_context(self, req: p.CloseContext, conn: Conn) -> None:
         await self.contexts.close(req.context)
         await self.sweep()
-        conn.write(encode(p.Ok()))
+        conn.write(p.Ok().encode())
 
     def kept_processes(self) -> dict[int, tuple[p.Process, Context | None]]:
         """What background execs kept running, by pid, with the context that holds it."""
@@ -333,7 +333,7 @@ class Executor:
         else:
             async with ctx.lock:
                 await ctx.kill(req.pid, set(), include_root=True)
-        conn.write(encode(p.Ok()))
+        conn.write(p.Ok().encode())
 
     def cwd(self, cwd: str) -> str:
         """A real directory in the workspace or /tmp; /workspace/... means the workspace."""
@@ -382,7 +382,7 @@ def error_of(exc: Exception, msg: p.Message | None) -> p.Error:
 async def answer_error(conn: Conn, error: p.Error, msg: p.Message | None) -> None:
     """Send the error. After a failed write, swallow the client's frames up to End (or EOF):
     the client sends them all before it reads the answer."""
-    conn.write(encode(error))
+    conn.write(error.encode())
     if isinstance(msg, p.Write):
         with contextlib.suppress(ConnectionError, Fail):
             await conn.drain()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from agentcell.config import CellLimits
+
+CELL_UID = 1000  # the image's user and group; the manager gives each cell its own (``uids``)
 
 
 class CellState(enum.StrEnum):
@@ -17,23 +18,6 @@ class CellState(enum.StrEnum):
     STOPPED = "stopped"
     REMOVED = "removed"  # no container; the workspace is kept
     DEAD = "dead"  # exited without being asked to
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One step of long work (image builds, downloads), for the CLI to render."""
-
-    step: str
-    message: str = ""
-    done: int | None = None
-    total: int | None = None
-
-
-ProgressHook = Callable[[ProgressEvent], None]
-
-
-def no_progress(_: ProgressEvent) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -49,7 +33,7 @@ class CellSpec:
     network: str = "none"
     runtime: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (tests mark theirs)
-    uid: int = 1000  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid
+    uid: int = CELL_UID  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid
 
 
 @dataclass

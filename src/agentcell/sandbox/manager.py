@@ -29,15 +29,9 @@ from agentcell.errors import (
 )
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
+from agentcell.progress import ProgressHook, no_progress
 from agentcell.sandbox.audit import ExecAudit
-from agentcell.sandbox.base import (
-    Backend,
-    CellSpec,
-    CellState,
-    ContainerInfo,
-    ProgressHook,
-    no_progress,
-)
+from agentcell.sandbox.base import Backend, CellSpec, CellState, ContainerInfo
 from agentcell.sandbox.cell import Cell, death_error
 from agentcell.sandbox.registry import Registry
 from agentcell.sandbox.uids import LEGACY_UID, CellUids

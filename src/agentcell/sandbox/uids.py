@@ -17,8 +17,9 @@ import pwd
 from pathlib import Path
 
 from agentcell.errors import AgentcellError
+from agentcell.sandbox.base import CELL_UID
 
-LEGACY_UID = 1000  # cells made before per-cell uids ran as 1000; they keep it
+LEGACY_UID = CELL_UID  # cells made before per-cell uids ran as the image's user; they keep it
 FIRST_UID = 1_900_000_000  # above systemd's container ranges (<= 1879048191), below 2**31
 LAST_UID = 2_099_999_999
 

@@ -28,6 +28,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+TITLE_MAX = 200  # a session's title, in characters (the API refuses longer ones)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -127,7 +128,7 @@ class ChatSession(Base):
     user_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

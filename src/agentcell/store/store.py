@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agentcell.config import Settings
 from agentcell.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from agentcell.store import db
-from agentcell.store.models import AuditEvent, ChatSession, Message, User, utcnow
+from agentcell.store.models import TITLE_MAX, AuditEvent, ChatSession, Message, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ KEY_PREFIX = "ac_"
 DETAIL_MAX = 2000
 TARGET_MAX = 1000
 AUDIT_LIMIT_MAX = 1000
-TITLE_MAX = 200
 AUTO_TITLE_MAX = 60  # a session without a title is named after its first prompt
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from agentcell.api.deps import PrincipalDep, StoreDep
-from agentcell.api.schemas import AuditEventPublic, AuditPage
+from agentcell.schemas import AuditEventPublic, AuditPage
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -19,24 +18,17 @@ from agentcell.api.deps import (
     StoreDep,
 )
 from agentcell.api.metrics import Metrics
-from agentcell.api.schemas import (
-    CellProcess,
-    CellPublic,
-    ExecRequest,
-    ExecResponse,
-    ExitEvent,
-    Limits,
-)
+from agentcell.api.schemas import ExecRequest
+from agentcell.api.sse import SSE_HEADERS, sse
 from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_disconnected
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, PayloadTooLarge
 from agentcell.executor.protocol import Exit
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
+from agentcell.schemas import CellProcess, CellPublic, ExecResponse, ExitEvent, Limits
 
 router = APIRouter(prefix="/v1/cell", tags=["cell"])
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _time(ts: float | None) -> datetime | None:
@@ -75,10 +67,6 @@ def _check_size(body: ExecRequest, settings: Settings) -> None:
             f"code is {size} bytes; the limit is {settings.max_code_bytes}",
             hint="write large programs to a file in the workspace and run the file",
         )
-
-
-def sse(event: str, data: object) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 @dataclass

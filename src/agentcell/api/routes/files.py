@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from agentcell.api.deps import CellsDep, CurrentUser, LimitsDep, SettingsDep, StoreDep
-from agentcell.api.schemas import FileEntry, FileList, FileWritten
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.errors import FileTooLarge, InvalidPath, PayloadTooLarge
 from agentcell.executor.protocol import LIST_PAGE, LIST_PAGE_MAX
 from agentcell.sandbox.cell import Cell
+from agentcell.schemas import FileEntry, FileList, FileWritten
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 

@@ -11,9 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentcell import __version__
 from agentcell.api.deps import AdminOnly, CellsDep, MetricsDep, StoreDep
-from agentcell.api.schemas import AdminCell, Health, ReapResult
 from agentcell.errors import AgentcellError
 from agentcell.sandbox.manager import CellManager
+from agentcell.schemas import AdminCell, Health, ReapResult
 from agentcell.store import Store
 
 router = APIRouter(tags=["ops"])

@@ -18,17 +18,11 @@ from fastapi.responses import StreamingResponse
 from agentcell.agent.models import build_model
 from agentcell.agent.runner import run_turn
 from agentcell.api.deps import CellsDep, CurrentUser, SettingsDep, StoreDep
-from agentcell.api.routes.cell import SSE_HEADERS, sse
-from agentcell.api.schemas import (
-    ChatReply,
-    ChatRequest,
-    ChatUsage,
-    MessagePublic,
-    SessionCreate,
-    SessionPublic,
-)
+from agentcell.api.schemas import ChatRequest, SessionCreate
+from agentcell.api.sse import SSE_HEADERS, sse
 from agentcell.api.turns import ModelFactory, Turn, Turns
 from agentcell.errors import AgentcellError, InvalidRequest, ModelNotConfigured, NotFound
+from agentcell.schemas import ChatReply, ChatUsage, MessagePublic, SessionPublic
 from agentcell.store import ChatSession, Message, Store
 
 log = logging.getLogger(__name__)

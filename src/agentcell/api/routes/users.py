@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from agentcell.api.deps import AdminOnly, CellsDep, PrincipalDep, StoreDep
-from agentcell.api.schemas import Me, UserCreate, UserCreated, UserPublic
+from agentcell.api.schemas import UserCreate
 from agentcell.errors import NotFound
+from agentcell.schemas import Me, UserCreated, UserPublic
 
 router = APIRouter(prefix="/v1", tags=["users"])
 

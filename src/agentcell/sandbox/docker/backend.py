@@ -16,9 +16,10 @@ from docker.types import LogConfig, Mount
 
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
-from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
-from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo, ProgressHook, no_progress
-from agentcell.sandbox.docker.images import ensure_image
+from agentcell.executor.protocol import CONTROL_DIR, WORKSPACE
+from agentcell.progress import ProgressHook, no_progress
+from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo
+from agentcell.sandbox.docker.images import EXECUTOR_COMMAND, ensure_image
 from agentcell.sandbox.docker.seccomp import seccomp_profile
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,11 @@ LABEL_CELL = "agentcell.cell"
 LABEL_OWNER = "agentcell.owner"
 LABEL_INSTANCE = "agentcell.instance"
 LABEL_UID = "agentcell.uid"
-CELL_UID = 1000  # CellSpec's default uid (the manager gives each cell its own)
 LOG_MAX_SIZE = "1m"  # PID 1's stdout (docker logs) is kept to LOG_MAX_FILES files of this size
 LOG_MAX_FILES = 2
 # The image's CMD, plus --warm: the default python context starts with the cell, so even a new
 # user's first exec finds it running (~3 MiB, shared copy-on-write with the server).
-COMMAND = [
-    "python3", "-m", "executor.server",
-    "--socket", f"{CONTROL_DIR}/{SOCKET_NAME}", "--workspace", WORKSPACE, "--warm",
-]  # fmt: skip
+COMMAND = [*EXECUTOR_COMMAND, "--warm"]
 
 _STATES = {
     "running": CellState.RUNNING,

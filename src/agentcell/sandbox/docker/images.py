@@ -20,18 +20,20 @@ import json
 import re
 import sys
 import tempfile
-import tomllib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import docker
 import docker.errors
 
-from agentcell.errors import DockerUnavailable, ImageBuildFailed, InvalidRequest
-from agentcell.sandbox.base import ProgressEvent, ProgressHook, no_progress
+from agentcell.errors import DockerUnavailable, ImageBuildFailed
+from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
+from agentcell.progress import ProgressEvent, ProgressHook, no_progress
+from agentcell.sandbox.base import CELL_UID
+from agentcell.sandbox.docker.profiles import Profile, load_profile
 from agentcell.sandbox.docker.rootfs import (
     ROOTFS_RECIPE,
     STOCK_BASE,
@@ -43,9 +45,13 @@ from agentcell.sandbox.docker.rootfs import (
 
 DATA_DIR = Path(__file__).parent / "image"
 DOCKERFILE = DATA_DIR / "Dockerfile"
-PROFILES_DIR = DATA_DIR / "profiles"
 EXECUTOR_DIR = Path(__file__).resolve().parents[2] / "executor"
 HOST_ONLY_EXECUTOR_FILES = frozenset({"client.py"})  # the host's side: never in the image
+# The image's CMD (the Dockerfile gets it from here) and, with more flags, what a cell runs.
+EXECUTOR_COMMAND = (
+    "python3", "-m", "executor.server",
+    "--socket", f"{CONTROL_DIR}/{SOCKET_NAME}", "--workspace", WORKSPACE,
+)  # fmt: skip
 
 
 def executor_files() -> tuple[str, ...]:
@@ -67,14 +73,6 @@ BaseChoice = Literal["auto", "stock", "debootstrap"]
 
 
 @dataclass(frozen=True)
-class Profile:
-    name: str
-    debian: tuple[str, ...]  # Debian 12 packages
-    pip: tuple[str, ...]  # pip requirements, installed from wheels
-    drop: tuple[str, ...] = ()  # Debian packages purged after install (unneeded hard deps)
-
-
-@dataclass(frozen=True)
 class ImageInfo:
     tag: str
     kind: str  # "sandbox" or "base"
@@ -88,25 +86,6 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "agentcell" / "images"
 
 
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
-
-
-def load_profile(name: str) -> Profile:
-    path = PROFILES_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise InvalidRequest(
-            f"unknown image profile {name!r}", hint=f"choose one of: {', '.join(profile_names())}"
-        )
-    data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    lists = {key: list(data.get(key, [])) for key in ("debian", "pip", "drop")}
-    if parent := data.get("extends"):
-        base = load_profile(parent)
-        lists = {key: [*getattr(base, key), *lists[key]] for key in lists}
-    unique = {key: tuple(dict.fromkeys(values)) for key, values in lists.items()}
-    return Profile(name, unique["debian"], unique["pip"], unique["drop"])
-
-
 def _digest(parts: dict[str, bytes]) -> str:
     h = hashlib.sha256()
     for name in sorted(parts):
@@ -118,9 +97,9 @@ def _digest(parts: dict[str, bytes]) -> str:
 def _recipe(profile: Profile) -> dict[str, bytes]:
     """Every input of the image, by its path in the build context (read once: what we hash
     is what we build, even while someone edits the executor)."""
-    spec = {"profile": dataclasses.asdict(profile), "python": PYTHON_VERSION}
+    spec = {"profile": dataclasses.asdict(profile), "python": PYTHON_VERSION, "uid": CELL_UID}
     files = {
-        "Dockerfile": DOCKERFILE.read_bytes(),
+        "Dockerfile": DOCKERFILE.read_bytes() + f"CMD {json.dumps(EXECUTOR_COMMAND)}\n".encode(),
         "profile.json": json.dumps(spec, sort_keys=True).encode(),
     }
     for name in executor_files():
@@ -214,7 +193,7 @@ def build_image(
             ctx = Path(tmp)
             _write_context(ctx, files)
             _download_wheels(prof, ctx / "wheels", progress)
-            args = {"BASE_IMAGE": base_ref, **apt_args}
+            args = {"BASE_IMAGE": base_ref, "CELL_UID": str(CELL_UID), **apt_args}
             labels = {LABEL_KIND: "sandbox", LABEL_PROFILE: profile, LABEL_INPUTS: _digest(files)}
             _docker_build(client, ctx, tag, args, labels, progress, nocache=force)
     progress(ProgressEvent("done", tag))

@@ -14,9 +14,8 @@ from agentcell.sandbox.docker.images import (
     _docker_errors,
     base_tag,
     image_tag,
-    load_profile,
-    profile_names,
 )
+from agentcell.sandbox.docker.profiles import load_profile, profile_names
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,10 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agentcell.errors import ImageBuildFailed
-from agentcell.sandbox.base import ProgressEvent, ProgressHook, no_progress
-
-if TYPE_CHECKING:
-    from agentcell.sandbox.docker.images import Profile
+from agentcell.progress import ProgressEvent, ProgressHook, no_progress
+from agentcell.sandbox.docker.profiles import Profile
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,247 @@
+"""API v1's answers (DESIGN §7): response bodies, the data of SSE events, the error shape.
+
+Shared by the server (``agentcell.api``) and its clients (``agentcell.client``, the CLI): the one
+module of the server's a client imports, so it imports nothing of either. Request bodies, with
+the server's limits, are ``agentcell.api.schemas``; storage rows live in ``agentcell.store``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Language = Literal["python", "shell"]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    hint: str = ""
+
+
+class ErrorResponse(BaseModel):
+    """Every error answers with this shape, whatever the status."""
+
+    error: ErrorBody
+
+
+class UserPublic(BaseModel):
+    id: str
+    name: str
+    key_prefix: str = ""
+    created_at: datetime
+
+
+class UserCreated(UserPublic):
+    api_key: str = Field(description="shown once; only its hash is stored")
+
+
+class Me(BaseModel):
+    id: str
+    name: str
+    admin: bool = False
+    created_at: datetime | None = None
+
+
+class ExecResponse(BaseModel):
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: float
+    truncated: bool
+    timed_out: bool
+    context_reset: bool = Field(
+        False, description="the python context was restarted: its variables are gone"
+    )
+
+
+class ExitEvent(BaseModel):
+    """The last SSE event of an exec stream (``event: exit``)."""
+
+    exit_code: int
+    duration_ms: float
+    truncated: bool
+    timed_out: bool
+    context_reset: bool = Field(
+        False, description="the python context was restarted: its variables are gone"
+    )
+
+
+class CellProcess(BaseModel):
+    """A process a background exec kept running in the cell."""
+
+    pid: int
+    ppid: int
+    command: str
+    origin: str = Field(description='"shell", or "python:<context>"')
+
+
+class Limits(BaseModel):
+    memory_mb: int
+    cpus: float
+    pids: int
+    tmp_mb: int
+    workspace_mb: int
+
+
+class CellPublic(BaseModel):
+    state: str = Field(description="none, running, paused, stopped, removed or dead")
+    image: str
+    limits: Limits
+    network: str
+    created_at: datetime | None
+    last_active_at: datetime | None
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "dir", "link", "other"]
+    size: int
+    modified_at: datetime
+
+
+class FileList(BaseModel):
+    path: str
+    entries: list[FileEntry]
+    next_cursor: str | None = Field(
+        None, description="more entries follow: pass this as cursor for the next page"
+    )
+
+
+class FileWritten(BaseModel):
+    path: str
+    size: int
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    user_id: str
+    at: datetime
+    action: str
+    target: str
+    detail: str
+    exit_code: int | None
+    duration_ms: float | None
+    ok: bool
+    status: str = Field(
+        "", description='execs: "running", "done", or "unfinished" (the server stopped first)'
+    )
+    started_by: str = Field("", description='execs: "api" or "agent:<session id>"')
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic]
+    next_before: int | None = Field(None, description="pass as ?before= for the next page")
+
+
+class AdminCell(BaseModel):
+    owner: str
+    cell_id: str
+    container_id: str
+    state: str
+    active: int
+    created_at: datetime
+    last_active_at: datetime
+
+
+class ReapResult(BaseModel):
+    paused: int
+    stopped: int
+    removed: int
+    died: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    docker: bool
+    database: bool
+    version: str
+    workspace_quota: bool = Field(
+        True,
+        description="workspaces are size-capped loop mounts; false when the server is not root "
+        "or has no mkfs.ext4, so one user can fill the host's disk",
+    )
+
+
+# --- chat sessions -----------------------------------------------------------------------------
+
+
+class SessionPublic(BaseModel):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessagePublic(BaseModel):
+    id: int
+    role: Literal["user", "assistant"]
+    content: str = Field(description="the user's prompt, or the assistant's final answer")
+    events: list[dict[str, Any]] = Field(
+        description="what the turn showed as it ran: {event, ...} as in the SSE stream "
+        "(text pieces joined), without done; empty for the user's messages"
+    )
+    created_at: datetime
+
+
+class ChatUsage(BaseModel):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+
+
+class ChatReply(BaseModel):
+    """A finished turn (the JSON answer, without ``Accept: text/event-stream``)."""
+
+    content: str
+    events: list[dict[str, Any]]
+    usage: ChatUsage
+
+
+# The data of each SSE event of a chat stream, by event name. ``error`` carries ErrorBody.
+
+
+class ChatText(BaseModel):
+    """``event: text``: a piece of an agent's answer, as the model writes it."""
+
+    agent: str
+    text: str
+
+
+class ChatToolCall(BaseModel):
+    """``event: tool_call``."""
+
+    agent: str
+    tool: str
+    call_id: str
+    args: dict[str, Any]
+
+
+class ChatToolResult(BaseModel):
+    """``event: tool_result`` (``content`` trimmed for display)."""
+
+    agent: str
+    tool: str
+    call_id: str
+    content: str
+    ok: bool = True
+
+
+class ChatAgent(BaseModel):
+    """``event: agent``: the coordinator handed a task to a sub-agent, or got its answer."""
+
+    agent: str
+    action: Literal["start", "end"]
+    task: str = ""
+    ok: bool = True  # on "end": False when the sub-agent failed or was stopped
+
+
+class ChatDone(BaseModel):
+    """``event: done``, the last event of a turn that finished (kept by then)."""
+
+    output: str
+    usage: ChatUsage
