@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
         factory = getattr(app.state, "model_factory", None)
         async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
             observe = app.state.metrics.observe_exec
-            services = Services.build(settings, store, cells, app.state.limits, observe, factory)
+            services = Services(settings, store, cells, app.state.limits, observe, factory)
             async with services:
                 app.state.services = services
                 log.info("agentcell %s ready; cells run %s", __version__, cells.image)

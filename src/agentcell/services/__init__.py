@@ -5,7 +5,6 @@ nothing of HTTP."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -22,42 +21,27 @@ from agentcell.services.users import Users
 from agentcell.store import Store
 
 
-@dataclass
 class Services:
-    audit: Audit
-    users: Users
-    cells: Cells
-    execs: Execs
-    files: Files
-    sessions: Sessions
-    turns: Turns
-    _store: Store
-    _manager: CellManager
+    """Every service of one server, over its store and its cell manager; ``async with`` it
+    while the server serves."""
 
-    @classmethod
-    def build(
-        cls,
+    def __init__(
+        self,
         settings: Settings,
         store: Store,
         manager: CellManager,
         limits: Limits,
         observe_exec: ExecObserver,
         model_factory: ModelFactory | None = None,
-    ) -> Services:
-        audit = Audit(store)
-        cells = Cells(manager, store, limits, audit)
-        turns = Turns(store, manager, settings, audit, model_factory)
-        return cls(
-            audit=audit,
-            users=Users(store, manager, audit),
-            cells=cells,
-            execs=Execs(cells, settings, observe_exec),
-            files=Files(cells, settings, audit),
-            sessions=Sessions(store, turns, audit),
-            turns=turns,
-            _store=store,
-            _manager=manager,
-        )
+    ) -> None:
+        self._store, self._manager = store, manager
+        self.audit = Audit(store)
+        self.users = Users(store, manager, self.audit)
+        self.cells = Cells(manager, store, limits, self.audit)
+        self.execs = Execs(self.cells, settings, observe_exec)
+        self.files = Files(self.cells, settings, self.audit)
+        self.turns = Turns(store, manager, settings, self.audit, model_factory)
+        self.sessions = Sessions(store, self.turns, self.audit)
 
     async def __aenter__(self) -> Self:
         await self._store.close_unfinished_execs()  # a killed server's last execs
