@@ -184,7 +184,7 @@ class Turn:
                 async with asyncio.timeout(INTERRUPT_TIMEOUT_S):
                     await self.cell.interrupt(context)
             except (AgentcellError, TimeoutError) as exc:
-                log.warning("cannot interrupt %s in cell %s: %s", context, self.cell.cell_id, exc)
+                log.warning("cannot interrupt %s (session %s): %s", context, self.session_id, exc)
 
     async def _finish(self, end: Done | Failed) -> Done | Failed:
         assert self._on_end is not None

@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 from agentcell.agent.events import AgentEvent, Done, Failed, Text
@@ -96,12 +96,11 @@ class ChatTurn:
         if self._run is not None:
             self._run.stop(why)
 
-    async def events(self, heartbeat_s: float) -> AsyncIterator[AgentEvent | None]:
+    def events(self, heartbeat_s: float) -> AsyncGenerator[AgentEvent | None, None]:
         """The turn's events, ending with Done (the turn is kept by then) or Failed; None after
-        each ``heartbeat_s`` without one. Leaving early stops the turn."""
+        each ``heartbeat_s`` without one. Leaving early (or closing it) stops the turn."""
         assert self._run is not None, "start the turn first"
-        async for event in self._run.events(heartbeat_s):
-            yield event
+        return self._run.events(heartbeat_s)
 
     async def result(self) -> Done:
         """Wait for the end: Done, or the failure raised. A caller cancelled stops the turn."""

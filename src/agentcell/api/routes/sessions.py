@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response, status
@@ -83,8 +84,9 @@ async def list_messages(
 
 
 async def _event_stream(turn: ChatTurn) -> AsyncIterator[bytes]:
-    async for event in turn.events(HEARTBEAT_S):
-        yield b": working\n\n" if event is None else sse(event.event, event.payload())
+    async with aclosing(turn.events(HEARTBEAT_S)) as events:  # closed early: the turn stops
+        async for event in events:
+            yield b": working\n\n" if event is None else sse(event.event, event.payload())
 
 
 @router.post(
