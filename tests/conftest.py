@@ -29,6 +29,7 @@ from agentcell.sandbox.docker.backend import LABEL_INSTANCE
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.workspaces import Workspaces
+from tests import postgres
 from tests.scripted import Scripted, echo
 
 RUN_ID = secrets.token_hex(4)
@@ -55,6 +56,13 @@ def docker_client() -> Iterator[docker.DockerClient]:
     for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):
         container.remove(force=True)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """A real PostgreSQL server for the whole test session (``tests.postgres``)."""
+    with postgres.serve() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import docker
 import pytest
 
 from agentcell.agent.events import Done, ToolResult
-from agentcell.agent.runner import failed
+from agentcell.agent.failures import failed
 from agentcell.errors import ModelUnreachable
 from tests.agent.conftest import call, run_plan
 from tests.conftest import ManagerFactory, SettingsFactory

@@ -26,8 +26,8 @@ from agentcell.store.db import (
 )
 from agentcell.store.models import Base
 
-TABLES = {"users", "audit", "sessions", "messages"}
-HEAD = "0003"
+TABLES = {"users", "audit", "sessions", "messages", "turns", "placements"}
+HEAD = "0004"
 
 
 def tables(engine: Engine) -> set[str]:
@@ -46,7 +46,11 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
     upgrade(db_url)  # at head already: nothing to do
     assert revision(raw) == HEAD
 
-    downgrade(db_url, "0001")  # one step down: the chat tables go, users and audit stay
+    downgrade(db_url, "0003")  # one step down: turn locks and placements go
+    assert revision(raw) == "0003"
+    assert tables(raw) & TABLES == {"users", "audit", "sessions", "messages"}
+
+    downgrade(db_url, "0001")  # the chat tables go, users and audit stay
     assert revision(raw) == "0001"
     assert tables(raw) & TABLES == {"users", "audit"}
 
@@ -69,6 +73,10 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
         assert fk["options"].get("ondelete", "").upper() == "CASCADE"
         indexes = {ix["name"]: ix["column_names"] for ix in inspect(raw).get_indexes(table)}
         assert indexes[f"ix_{table}_{column}"] == [column]
+    [fk] = inspect(raw).get_foreign_keys("turns")  # a session's lock goes with it
+    assert (fk["constrained_columns"], fk["referred_table"]) == (["session_id"], "sessions")
+    assert fk["options"].get("ondelete", "").upper() == "CASCADE"
+    assert not inspect(raw).get_foreign_keys("placements")
 
 
 def test_upgrade_keeps_users_made_before_sessions(db_url: str, raw: Engine) -> None:

@@ -1,4 +1,5 @@
-"""``create_app(settings)``: the lifespan builds the store and the cell manager onto app.state."""
+"""``create_app(settings)``: the lifespan builds the store, the cell manager and the services over
+them (``app.state.services``, what the routes call)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentcell import __version__
 from agentcell.api import errors
-from agentcell.api.auth import KeyCache, ensure_admin_token
+from agentcell.api.auth import ensure_admin_token
 from agentcell.api.gate import RateGate
-from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import audit, cell, files, ops, sessions, users
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
 from agentcell.sandbox.manager import CellManager
+from agentcell.services import Services
+from agentcell.services.limits import Limits
 from agentcell.store import Store
 
 log = logging.getLogger(__name__)
@@ -93,23 +95,24 @@ class JsonBodies:
         await self.app(scope, receive, send)
 
 
-def _cell_states(cells: CellManager) -> list[str]:
-    return [c.state.value if c.owner else "pooled" for c in cells.cells()]
+def _cell_states(app: FastAPI) -> list[str]:
+    services: Services = app.state.services
+    return [c.state.value if c.owner else "pooled" for c in services.cells.every_cell()]
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.admin_token, _ = ensure_admin_token(settings)
+        factory = getattr(app.state, "model_factory", None)
         async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
-            app.state.store = store
-            app.state.cells = cells
-            await store.close_unfinished_execs()  # a killed server's last execs
-            cells.exec_audit = store  # every exec any caller runs is audited
-            sessions.check_model(app)
-            log.info("agentcell %s ready; cells run %s", __version__, cells.image)
-            gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
-            yield
+            observe = app.state.metrics.observe_exec
+            services = Services(settings, store, cells, app.state.limits, observe, factory)
+            async with services:
+                app.state.services = services
+                log.info("agentcell %s ready; cells run %s", __version__, cells.image)
+                gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
+                yield
 
     app = FastAPI(
         title="agentcell",
@@ -119,9 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
         responses=errors.RESPONSES,
     )
     app.state.settings = settings
-    app.state.keys = KeyCache()
     app.state.limits = Limits.from_settings(settings)
-    app.state.metrics = Metrics(lambda: _cell_states(app.state.cells))
+    app.state.metrics = Metrics(lambda: _cell_states(app))
     errors.install(app)
     for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)
@@ -130,6 +132,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         BodyTimeout, idle_s=settings.body_timeout_s, min_rate=settings.body_min_rate_bytes_s
     )
-    app.add_middleware(RateGate, keys=app.state.keys, limits=app.state.limits)
+    app.add_middleware(RateGate, limits=app.state.limits)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

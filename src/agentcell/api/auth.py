@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 
 from agentcell.config import Settings
-from agentcell.store import Store, User, hash_key
 
 
 def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
@@ -24,34 +22,3 @@ def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True
-
-
-class KeyCache:
-    """Recently seen API keys, so the exec hot path skips a database read. Entries live
-    ``ttl_s``; deleting a user forgets theirs at once (one server process per data dir)."""
-
-    def __init__(self, ttl_s: float = 30.0, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[User, float]] = {}
-
-    async def user(self, store: Store, api_key: str) -> User | None:
-        digest = hash_key(api_key)
-        now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        user = await store.user_by_key(api_key)
-        if user is not None:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[digest] = (user, now + self.ttl_s)
-        return user
-
-    def peek(self, api_key: str) -> User | None:
-        """The user of a key seen recently, without reading the database."""
-        hit = self._entries.get(hash_key(api_key)) if api_key else None
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
-
-    def forget(self, user_id: str) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if v[0].id != user_id}

@@ -1,4 +1,5 @@
-"""FastAPI dependencies as Annotated aliases: who is calling, and the services on app.state."""
+"""FastAPI dependencies as Annotated aliases: who is calling, and what app.state holds (the
+services, the settings, the metrics)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agentcell.api.gate import TAKEN
-from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics
 from agentcell.config import Settings
 from agentcell.errors import Forbidden, Unauthorized
-from agentcell.sandbox.manager import CellManager
-from agentcell.store import Store
+from agentcell.services import Services
 from agentcell.store.models import User
 
 
@@ -24,14 +23,9 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-async def _cells(request: Request) -> CellManager:
-    cells: CellManager = request.app.state.cells
-    return cells
+async def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
 async def _metrics(request: Request) -> Metrics:
@@ -39,16 +33,9 @@ async def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def _limits(request: Request) -> Limits:
-    limits: Limits = request.app.state.limits
-    return limits
-
-
 SettingsDep = Annotated[Settings, Depends(_settings)]
-LimitsDep = Annotated[Limits, Depends(_limits)]
+ServicesDep = Annotated[Services, Depends(_services)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-StoreDep = Annotated[Store, Depends(_store)]
-CellsDep = Annotated[CellManager, Depends(_cells)]
 
 _bearer = HTTPBearer(auto_error=False, description="a user's API key, or the admin token")
 
@@ -64,7 +51,7 @@ class Principal:
 
 async def _principal(
     request: Request,
-    store: StoreDep,
+    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
@@ -72,7 +59,7 @@ async def _principal(
     token = credentials.credentials
     if hmac.compare_digest(token.encode(), request.app.state.admin_token.encode()):
         return Principal(user=None)
-    user = await request.app.state.keys.user(store, token)
+    user = await services.users.authenticate(token)
     if user is None:
         raise Unauthorized(
             "the token sent is neither a valid API key nor the admin token",

@@ -2,18 +2,19 @@
 429 for the cost of one header lookup instead of a routed, authenticated request (about a
 millisecond of the server's CPU each), so the flood takes less from everyone else.
 
-Only keys the server has recently seen (the key cache) are limited here; the first request of
-a key, and the admin's, go on to the authentication dependency, which limits them there.
+Only keys the server has recently seen (the key cache of services/users.py) are limited here;
+the first request of a key, and the admin's, go on to the authentication dependency, which
+limits them there.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentcell.api.auth import KeyCache
 from agentcell.api.errors import rate_limited_response
-from agentcell.api.limits import Limits
 from agentcell.errors import RateLimited
+from agentcell.services import Services
+from agentcell.services.limits import Limits
 
 TAKEN = "rate_taken"  # in the scope's state: this request's token is spent
 
@@ -26,13 +27,13 @@ REFUSED = _Route()
 
 
 class RateGate:
-    def __init__(self, app: ASGIApp, keys: KeyCache, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
-        self.keys = keys
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (user := self.keys.peek(bearer(scope))) is not None:
+        services: Services | None = getattr(scope["app"].state, "services", None)
+        if scope["type"] == "http" and services and (user := services.users.known(bearer(scope))):
             try:
                 self.limits.requests.take(user.id)
             except RateLimited as exc:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -160,3 +161,41 @@ class Message(Base):
 
     def __repr__(self) -> str:
         return f"Message(id={self.id!r}, session_id={self.session_id!r}, role={self.role!r})"
+
+
+class TurnLock(Base):
+    """The turn running in a session, whichever server runs it (one at most per session).
+
+    A server claims the row by inserting it, or by taking over one whose lease has expired,
+    and deletes it when the turn ends. While the turn runs its server renews ``expires_at``; a
+    server that dies stops renewing, so its lease runs out and the session is free again.
+    """
+
+    __tablename__ = "turns"
+
+    session_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str] = mapped_column(String(64))  # the turn's own token, new for each turn
+    expires_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"TurnLock(session_id={self.session_id!r}, holder={self.holder!r})"
+
+
+class Placement(Base):
+    """Which cell is an owner's, on which node (a cell manager: ``Settings.instance``).
+
+    Each node keeps its own owner -> cell map here, as it kept it in a file of its data dir.
+    ``owner`` is not a foreign key: cells are managed by owner id, whatever a user row says.
+    """
+
+    __tablename__ = "placements"
+    __table_args__ = (UniqueConstraint("node", "cell_id", name="uq_placements_node_cell_id"),)
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cell_id: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"Placement(node={self.node!r}, owner={self.owner!r}, cell_id={self.cell_id!r})"

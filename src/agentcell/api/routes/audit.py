@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from agentcell.api.deps import PrincipalDep, StoreDep
+from agentcell.api.deps import PrincipalDep, ServicesDep
 from agentcell.schemas import AuditEventPublic, AuditPage
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -15,11 +15,11 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 @router.get("")
 async def audit(
     principal: PrincipalDep,
-    store: StoreDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(ge=1, description="an event id: older events")] = None,
 ) -> AuditPage:
     owner = principal.user.id if principal.user else None
-    events = await store.audit(owner, limit=limit, before_id=before)
+    events = await services.audit.events(owner, limit=limit, before_id=before)
     page = [AuditEventPublic.model_validate(e, from_attributes=True) for e in events]
     return AuditPage(events=page, next_before=page[-1].id if len(page) == limit else None)

@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 
-from agentcell.api.deps import (
-    CellsDep,
-    CurrentUser,
-    LimitsDep,
-    MetricsDep,
-    SettingsDep,
-    StoreDep,
-)
-from agentcell.api.metrics import Metrics
+from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
 from agentcell.api.schemas import ExecRequest
 from agentcell.api.sse import SSE_HEADERS, sse
 from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_disconnected
-from agentcell.config import Settings
-from agentcell.errors import AgentcellError, PayloadTooLarge
-from agentcell.executor.protocol import Exit
-from agentcell.sandbox.cell import Cell
-from agentcell.sandbox.manager import CellManager
+from agentcell.errors import AgentcellError
+from agentcell.executor.protocol import Exit, Output
 from agentcell.schemas import CellProcess, CellPublic, ExecResponse, ExitEvent, Limits
+from agentcell.services.cells import CellStatus
+from agentcell.services.exec import ExecCall
 
 router = APIRouter(prefix="/v1/cell", tags=["cell"])
 
 
-def _time(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts else None
-
-
-def cell_public(cells: CellManager, owner: str) -> CellPublic:
-    s = cells.settings
-    lim = s.limits
-    cell = cells.get(owner)
+def cell_public(status: CellStatus) -> CellPublic:
+    lim = status.limits
     return CellPublic(
-        state=cell.state.value if cell else "none",
-        image=cells.image,
+        state=status.state,
+        image=status.image,
         limits=Limits(
             memory_mb=lim.memory_mb,
             cpus=lim.cpus,
@@ -49,64 +31,27 @@ def cell_public(cells: CellManager, owner: str) -> CellPublic:
             tmp_mb=lim.tmp_mb,
             workspace_mb=lim.workspace_mb,
         ),
-        network=s.network,
-        created_at=_time(cell.created_at) if cell else None,
-        last_active_at=_time(cell.last_active_at) if cell else None,
+        network=status.network,
+        created_at=status.created_at,
+        last_active_at=status.last_active_at,
     )
 
 
 @router.get("")
-async def get_cell(user: CurrentUser, cells: CellsDep) -> CellPublic:
-    return cell_public(cells, user.id)
+async def get_cell(user: CurrentUser, services: ServicesDep) -> CellPublic:
+    return cell_public(services.cells.status(user.id))
 
 
-def _check_size(body: ExecRequest, settings: Settings) -> None:
-    size = len(body.code.encode())
-    if size > settings.max_code_bytes:
-        raise PayloadTooLarge(
-            f"code is {size} bytes; the limit is {settings.max_code_bytes}",
-            hint="write large programs to a file in the workspace and run the file",
-        )
-
-
-@dataclass
-class ExecLog:
-    """Records one exec in the metrics. (The cell audits every exec: ``sandbox.audit``.)"""
-
-    metrics: Metrics
-    body: ExecRequest
-
-    async def done(self, exit_code: int | None, duration_ms: float, error: str = "") -> None:
-        ok = exit_code == 0 and not error
-        self.metrics.observe_exec(self.body.language, ok, duration_ms)
-
-
-async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncGenerator[bytes, None]:
-    started = time.perf_counter()
-    logged = False
+async def _event_stream(events: AsyncGenerator[Output | Exit, None]) -> AsyncGenerator[bytes, None]:
     try:
-        async for event in cell.stream(
-            body.code,
-            body.language,
-            context=body.context,
-            timeout_s=body.timeout_s,
-            background=body.background,
-        ):
+        async for event in events:
             if isinstance(event, Exit):
-                # Recorded before the last event goes out: a client may hang up right after it.
-                await log.done(event.exit_code, (time.perf_counter() - started) * 1000)
-                logged = True
                 exit_event = ExitEvent.model_validate(event, from_attributes=True)
                 yield sse("exit", exit_event.model_dump())
             else:
                 yield sse(event.stream, {"data": event.data})
     except AgentcellError as exc:
-        await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
-        logged = True
         yield sse("error", {"code": exc.code, "message": exc.message, "hint": exc.hint})
-    finally:
-        if not logged:  # the client went away mid-stream, which stopped the code
-            await log.done(None, (time.perf_counter() - started) * 1000, "stream closed by client")
 
 
 @router.post(
@@ -118,96 +63,49 @@ async def exec_code(
     body: ExecRequest,
     request: Request,
     user: CurrentUser,
-    cells: CellsDep,
+    services: ServicesDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
-    limits: LimitsDep,
 ) -> ExecResponse | Response:
     """Run code in the caller's cell. ``Accept: text/event-stream`` streams
     ``stdout``/``stderr`` events, then ``exit`` (or ``error``)."""
-    _check_size(body, settings)
-    log = ExecLog(metrics, body)
+    call = ExecCall(**body.model_dump())
     if "text/event-stream" not in request.headers.get("accept", ""):
-        with limits.running.hold(user.id):
-            cell = await cells.ensure(user.id)
-            return await _exec_json(request, cell, body, log, settings.json_output_limit_bytes)
-    limits.running.acquire(user.id)  # held until the stream ends
-    try:
-        cell = await cells.ensure(user.id)
-    except BaseException:
-        limits.running.release(user.id)
-        raise
-
-    async def release() -> None:
-        limits.running.release(user.id)
-
+        # A client that hangs up stops the code, as a closed stream does.
+        result = await unless_disconnected(request, services.execs.run(user.id, call))
+        if result is None:
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the metrics do
+        return ExecResponse.model_validate(result, from_attributes=True)
+    stream = await services.execs.stream(user.id, call)
     return TimedStreamingResponse(
-        _event_stream(cell, body, log),
+        _event_stream(stream.items),
         settings.stream_send_timeout_s,
         "text/event-stream",
         SSE_HEADERS,
-        on_close=release,
+        on_close=stream.close,
     )
-
-
-async def _exec_json(
-    request: Request, cell: Cell, body: ExecRequest, log: ExecLog, output_limit: int
-) -> ExecResponse | Response:
-    """The exec answered as one JSON body, with the lower JSON output limit (the server holds
-    it whole). A client that hangs up stops the code, as a closed stream does."""
-    started = time.perf_counter()
-    run = cell.exec(
-        body.code,
-        body.language,
-        context=body.context,
-        timeout_s=body.timeout_s,
-        output_limit=output_limit,
-        background=body.background,
-    )
-    try:
-        result = await unless_disconnected(request, run)
-    except AgentcellError as exc:
-        await log.done(None, (time.perf_counter() - started) * 1000, f"{exc.code}: {exc.message}")
-        raise
-    if result is None:
-        await log.done(None, (time.perf_counter() - started) * 1000, "client hung up")
-        return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the metrics do
-    await log.done(result.exit_code, result.duration_ms)
-    return ExecResponse.model_validate(result, from_attributes=True)
 
 
 @router.get("/processes")
-async def list_processes(user: CurrentUser, cells: CellsDep) -> list[CellProcess]:
+async def list_processes(user: CurrentUser, services: ServicesDep) -> list[CellProcess]:
     """The processes that background execs (``background: true``) kept running in your cell."""
-    cell = await cells.ensure(user.id)
-    return [CellProcess.model_validate(p, from_attributes=True) for p in await cell.processes()]
+    processes = await services.cells.processes(user.id)
+    return [CellProcess.model_validate(p, from_attributes=True) for p in processes]
 
 
 @router.delete("/processes/{pid}", status_code=204)
-async def kill_process(pid: int, user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
+async def kill_process(pid: int, user: CurrentUser, services: ServicesDep) -> Response:
     """Kill a process a background exec kept, and everything it started."""
-    cell = await cells.ensure(user.id)
-    await cell.kill_process(pid)
-    await store.record(user.id, "process.kill", target=str(pid))
+    await services.cells.kill_process(user.id, pid)
     return Response(status_code=204)
 
 
 @router.post("/restart")
-async def restart_cell(
-    user: CurrentUser, cells: CellsDep, store: StoreDep, limits: LimitsDep
-) -> CellPublic:
-    limits.lifecycle.take(user.id)
-    await cells.restart(user.id)
-    await store.record(user.id, "cell.restart")
-    return cell_public(cells, user.id)
+async def restart_cell(user: CurrentUser, services: ServicesDep) -> CellPublic:
+    return cell_public(await services.cells.restart(user.id))
 
 
 @router.delete("", status_code=204)
-async def delete_cell(
-    user: CurrentUser, cells: CellsDep, store: StoreDep, limits: LimitsDep
-) -> Response:
+async def delete_cell(user: CurrentUser, services: ServicesDep) -> Response:
     """Remove the container; the workspace is kept."""
-    limits.lifecycle.take(user.id)
-    await cells.remove(user.id)
-    await store.record(user.id, "cell.delete")
+    await services.cells.remove(user.id)
     return Response(status_code=204)

@@ -2,52 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentcell import __version__
-from agentcell.api.deps import AdminOnly, CellsDep, MetricsDep, StoreDep
-from agentcell.errors import AgentcellError
-from agentcell.sandbox.manager import CellManager
+from agentcell.api.deps import AdminOnly, MetricsDep, ServicesDep
 from agentcell.schemas import AdminCell, Health, ReapResult
-from agentcell.store import Store
 
 router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz", responses={503: {"model": Health, "description": "Degraded"}})
-async def healthz(request: Request, cells: CellsDep, store: StoreDep, response: Response) -> Health:
-    # Anyone may ask, so concurrent calls share one probe: a flood costs one engine ping.
-    probe: asyncio.Future[tuple[bool, bool]] | None = getattr(request.app.state, "probe", None)
-    if probe is None or probe.done():
-        probe = request.app.state.probe = asyncio.ensure_future(_probe(cells, store))
-    docker_ok, database_ok = await asyncio.shield(probe)
-    ok = docker_ok and database_ok
-    if not ok:
+async def healthz(services: ServicesDep, response: Response) -> Health:
+    health = await services.cells.health()
+    if not health.ok:
         response.status_code = 503
     return Health(
-        status="ok" if ok else "degraded",
-        docker=docker_ok,
-        database=database_ok,
+        status="ok" if health.ok else "degraded",
+        docker=health.docker,
+        database=health.database,
         version=__version__,
-        workspace_quota=cells.workspaces.enforced,
+        workspace_quota=health.workspace_quota,
     )
-
-
-async def _probe(cells: CellManager, store: Store) -> tuple[bool, bool]:
-    """(the engine answers, the database answers)."""
-    docker_ok = database_ok = False
-    with contextlib.suppress(AgentcellError):
-        await asyncio.to_thread(cells.backend.ping)
-        docker_ok = True
-    with contextlib.suppress(AgentcellError):
-        await store.ping()
-        database_ok = True
-    return docker_ok, database_ok
 
 
 @router.get("/metrics", response_class=Response)
@@ -56,7 +34,7 @@ async def metrics(metrics: MetricsDep) -> Response:
 
 
 @router.get("/v1/admin/cells", dependencies=[AdminOnly], tags=["admin"])
-async def admin_cells(cells: CellsDep) -> list[AdminCell]:
+async def admin_cells(services: ServicesDep) -> list[AdminCell]:
     return [
         AdminCell(
             owner=c.owner,
@@ -67,14 +45,14 @@ async def admin_cells(cells: CellsDep) -> list[AdminCell]:
             created_at=datetime.fromtimestamp(c.created_at, UTC),
             last_active_at=datetime.fromtimestamp(c.last_active_at, UTC),
         )
-        for c in cells.cells()
+        for c in services.cells.every_cell()
     ]
 
 
 @router.post("/v1/admin/cells/reap", dependencies=[AdminOnly], tags=["admin"])
-async def admin_reap(cells: CellsDep) -> ReapResult:
+async def admin_reap(services: ServicesDep) -> ReapResult:
     """Apply the idle tiers now (the server also does this every ``reap_interval_s``)."""
-    report = await cells.reap()
+    report = await services.cells.reap()
     return ReapResult(
         paused=report.paused, stopped=report.stopped, removed=report.removed, died=report.died
     )

@@ -1,4 +1,4 @@
-"""Chat sessions: conversations with the agent, which works in the caller's cell.
+"""Chat sessions (``services.sessions``) and their turns (``services.turns``).
 
 Another user's session answers 404, as a session that does not exist. A session runs one turn
 at a time; ``POST /{id}/messages`` streams the turn as SSE (``Accept: text/event-stream``) or
@@ -8,55 +8,23 @@ answers when it is done.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Request, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from agentcell.agent.models import build_model
-from agentcell.agent.runner import run_turn
-from agentcell.api.deps import CellsDep, CurrentUser, SettingsDep, StoreDep
+from agentcell.api.deps import CurrentUser, ServicesDep
 from agentcell.api.schemas import ChatRequest, SessionCreate
 from agentcell.api.sse import SSE_HEADERS, sse
-from agentcell.api.turns import ModelFactory, Turn, Turns
-from agentcell.errors import AgentcellError, InvalidRequest, ModelNotConfigured, NotFound
 from agentcell.schemas import ChatReply, ChatUsage, MessagePublic, SessionPublic
-from agentcell.store import ChatSession, Message, Store
-
-log = logging.getLogger(__name__)
+from agentcell.services.turns import ChatTurn
+from agentcell.store import Message
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 HEARTBEAT_S = 15.0  # an SSE comment this often while the agent works quietly (proxies hang up)
-
-
-def check_model(app: FastAPI) -> None:
-    """Say once, at start, when chat cannot work: no model is configured. (Each chat request
-    then answers 503 with the same message, and is not logged again.)"""
-    factory: ModelFactory = getattr(app.state, "model_factory", None) or build_model
-    try:
-        factory(app.state.settings)
-    except ModelNotConfigured as exc:
-        log.warning("chat is off: %s; %s", exc.message, exc.hint)
-    except AgentcellError as exc:
-        log.warning("chat will fail: %s; %s", exc.message, exc.hint)
-
-
-def _turns(request: Request) -> Turns:
-    state = request.app.state
-    turns: Turns | None = getattr(state, "turns", None)
-    if turns is None:
-        turns = state.turns = Turns()
-    return turns
-
-
-async def _owned(store: Store, owner: str, session_id: str) -> ChatSession:
-    session = await store.get_session(owner, session_id)
-    if session is None:
-        raise NotFound(f"no session {session_id!r}", hint="list your sessions: GET /v1/sessions")
-    return session
 
 
 def _message(row: Message) -> MessagePublic:
@@ -72,54 +40,47 @@ def _message(row: Message) -> MessagePublic:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_session(
     user: CurrentUser,
-    store: StoreDep,
+    services: ServicesDep,
     body: Annotated[SessionCreate | None, Body()] = None,
 ) -> SessionPublic:
     """A new session; without a title, its first message names it."""
-    session = await store.create_session(user.id, body.title if body else "")
-    await store.record(user.id, "session.create", target=session.id)
+    session = await services.sessions.create(user.id, body.title if body else "")
     return SessionPublic.model_validate(session, from_attributes=True)
 
 
 @router.get("")
-async def list_sessions(user: CurrentUser, store: StoreDep) -> list[SessionPublic]:
+async def list_sessions(user: CurrentUser, services: ServicesDep) -> list[SessionPublic]:
     """The caller's sessions, most recently used first."""
-    sessions = await store.list_sessions(user.id)
+    sessions = await services.sessions.list_sessions(user.id)
     return [SessionPublic.model_validate(s, from_attributes=True) for s in sessions]
 
 
 @router.get("/{session_id}")
-async def get_session(session_id: str, user: CurrentUser, store: StoreDep) -> SessionPublic:
-    session = await _owned(store, user.id, session_id)
+async def get_session(session_id: str, user: CurrentUser, services: ServicesDep) -> SessionPublic:
+    session = await services.sessions.get(user.id, session_id)
     return SessionPublic.model_validate(session, from_attributes=True)
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(
-    session_id: str, request: Request, user: CurrentUser, store: StoreDep
-) -> Response:
+async def delete_session(session_id: str, user: CurrentUser, services: ServicesDep) -> Response:
     """Delete the session and its messages; a turn running in it is stopped."""
-    await _owned(store, user.id, session_id)
-    running = _turns(request).get(session_id)
-    if running is not None:
-        running.cancel("the session was deleted")
-    if not await store.delete_session(user.id, session_id):
-        raise NotFound(f"no session {session_id!r}")
-    await store.record(user.id, "session.delete", target=session_id)
+    await services.sessions.delete(user.id, session_id)
     return Response(status_code=204)
 
 
 @router.get("/{session_id}/messages")
-async def list_messages(session_id: str, user: CurrentUser, store: StoreDep) -> list[MessagePublic]:
+async def list_messages(
+    session_id: str, user: CurrentUser, services: ServicesDep
+) -> list[MessagePublic]:
     """The session's messages, oldest first: each user message, then the assistant's answer
     with the events its turn showed."""
-    await _owned(store, user.id, session_id)
-    return [_message(m) for m in await store.messages(user.id, session_id)]
+    return [_message(m) for m in await services.sessions.messages(user.id, session_id)]
 
 
-async def _event_stream(turn: Turn) -> AsyncIterator[bytes]:
-    async for event in turn.events(HEARTBEAT_S):
-        yield b": working\n\n" if event is None else sse(event.event, event.payload())
+async def _event_stream(turn: ChatTurn) -> AsyncIterator[bytes]:
+    async with aclosing(turn.events(HEARTBEAT_S)) as events:  # closed early: the turn stops
+        async for event in events:
+            yield b": working\n\n" if event is None else sse(event.event, event.payload())
 
 
 @router.post(
@@ -132,35 +93,13 @@ async def chat(
     body: ChatRequest,
     request: Request,
     user: CurrentUser,
-    store: StoreDep,
-    cells: CellsDep,
-    settings: SettingsDep,
+    services: ServicesDep,
 ) -> ChatReply | StreamingResponse:
     """Send a message; the agent works in the caller's cell. ``Accept: text/event-stream``
     streams ``text``, ``tool_call``, ``tool_result`` and ``agent`` events as the turn runs, then
     ``done`` (the turn is kept by then) or ``error`` (nothing is kept). Closing the stream stops
     the turn. One turn at a time per session: another answers 409."""
-    if not body.content.strip():
-        raise InvalidRequest("the message is empty", hint="send some text to ask the agent")
-    await _owned(store, user.id, session_id)
-    turn = _turns(request).claim(user.id, session_id, body.content, store)
-    try:
-        factory: ModelFactory = getattr(request.app.state, "model_factory", None) or build_model
-        model = factory(settings)  # none configured: a 503 that names AGENTCELL_MODEL
-        history = await store.history(user.id, session_id)
-        cell = await cells.ensure(user.id)
-        events = run_turn(
-            settings=settings,
-            cell=cell,
-            session_id=session_id,
-            prompt=body.content,
-            history=history,
-            model=model,
-        )
-    except BaseException as exc:
-        await turn.refuse(exc)
-        raise
-    turn.start(cell, events)
+    turn = await services.turns.start(user.id, session_id, body.content)
     if "text/event-stream" in request.headers.get("accept", ""):
         stream = _event_stream(turn)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)

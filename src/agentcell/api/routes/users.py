@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from agentcell.api.deps import AdminOnly, CellsDep, PrincipalDep, StoreDep
+from agentcell.api.deps import AdminOnly, PrincipalDep, ServicesDep
 from agentcell.api.schemas import UserCreate
-from agentcell.errors import NotFound
 from agentcell.schemas import Me, UserCreated, UserPublic
 
 router = APIRouter(prefix="/v1", tags=["users"])
@@ -18,29 +17,24 @@ router = APIRouter(prefix="/v1", tags=["users"])
     dependencies=[AdminOnly],
     response_model=UserCreated,
 )
-async def create_user(body: UserCreate, store: StoreDep) -> UserCreated:
-    user, key = await store.create_user(body.name)
-    await store.record(user.id, "user.create", target=user.name)
+async def create_user(body: UserCreate, services: ServicesDep) -> UserCreated:
+    user, key = await services.users.create(body.name)
     public = UserPublic.model_validate(user, from_attributes=True)
     return UserCreated(**public.model_dump(), api_key=key)
 
 
 @router.get("/users", dependencies=[AdminOnly])
-async def list_users(store: StoreDep) -> list[UserPublic]:
-    return [UserPublic.model_validate(u, from_attributes=True) for u in await store.list_users()]
+async def list_users(services: ServicesDep) -> list[UserPublic]:
+    users = await services.users.list_users()
+    return [UserPublic.model_validate(u, from_attributes=True) for u in users]
 
 
 @router.delete("/users/{user_id}", status_code=204, dependencies=[AdminOnly])
 async def delete_user(
-    request: Request, user_id: str, store: StoreDep, cells: CellsDep, delete_workspace: bool = False
+    user_id: str, services: ServicesDep, delete_workspace: bool = False
 ) -> Response:
     """Remove a user and their cell; their workspace only with ``delete_workspace=true``."""
-    if await store.get_user(user_id) is None:
-        raise NotFound(f"no user {user_id!r}")
-    request.app.state.keys.forget(user_id)
-    await cells.remove(user_id, delete_workspace=delete_workspace)
-    await store.delete_user(user_id)
-    await store.record(user_id, "user.delete", detail=f"delete_workspace={delete_workspace}")
+    await services.users.delete(user_id, delete_workspace=delete_workspace)
     return Response(status_code=204)
 
 

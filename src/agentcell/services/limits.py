@@ -1,6 +1,7 @@
 """Fair sharing between users: a request rate per user (token buckets), a tighter rate for
 lifecycle churn (restart and delete of a cell), and a cap on the calls one user keeps running
-in their cell at once. In process, as the server is one process per data dir."""
+in their cell at once. Counted in this server's memory: each API process keeps its own.
+"""
 
 from __future__ import annotations
 

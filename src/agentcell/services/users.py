@@ -1,0 +1,77 @@
+"""Users and their API keys: made, listed and removed by the admin; a key told to its user."""
+
+from __future__ import annotations
+
+import time
+
+from agentcell.errors import NotFound
+from agentcell.sandbox.manager import CellManager
+from agentcell.services.audit import Audit
+from agentcell.store import Store, User, hash_key
+
+
+class KeyCache:
+    """Recently seen API keys, so the exec hot path skips a database read. Entries live
+    ``ttl_s``; deleting a user forgets theirs at once in this process (another API process
+    sharing the database may accept a deleted user's key until its entry's ``ttl_s`` ends)."""
+
+    def __init__(self, ttl_s: float = 30.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[User, float]] = {}
+
+    async def user(self, store: Store, api_key: str) -> User | None:
+        digest = hash_key(api_key)
+        now = time.monotonic()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        user = await store.user_by_key(api_key)
+        if user is not None:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = (user, now + self.ttl_s)
+        return user
+
+    def peek(self, api_key: str) -> User | None:
+        """The user of a key seen recently, without reading the database."""
+        hit = self._entries.get(hash_key(api_key)) if api_key else None
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def forget(self, user_id: str) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v[0].id != user_id}
+
+
+class Users:
+    def __init__(self, store: Store, manager: CellManager, audit: Audit) -> None:
+        self._store, self._manager, self._audit = store, manager, audit
+        self._keys = KeyCache()
+
+    async def authenticate(self, api_key: str) -> User | None:
+        """The key's user, or None when no user has that key."""
+        return await self._keys.user(self._store, api_key)
+
+    def known(self, api_key: str) -> User | None:
+        """The user of a key this process saw recently (no database read), else None."""
+        return self._keys.peek(api_key)
+
+    async def create(self, name: str) -> tuple[User, str]:
+        """A new user and their API key (shown this once: only its hash is kept)."""
+        user, key = await self._store.create_user(name)
+        await self._audit.record(user.id, "user.create", target=user.name)
+        return user, key
+
+    async def list_users(self) -> list[User]:
+        return await self._store.list_users()
+
+    async def delete(self, user_id: str, *, delete_workspace: bool = False) -> None:
+        """Remove a user and their cell; their workspace only with ``delete_workspace``. Their
+        audit trail stays."""
+        if await self._store.get_user(user_id) is None:
+            raise NotFound(f"no user {user_id!r}")
+        self._keys.forget(user_id)
+        await self._manager.remove(user_id, delete_workspace=delete_workspace)
+        await self._store.delete_user(user_id)
+        await self._audit.record(
+            user_id, "user.delete", detail=f"delete_workspace={delete_workspace}"
+        )
