@@ -39,7 +39,7 @@ from agentcell.errors import (
     ModelUnreachable,
 )
 from agentcell.sandbox.audit import started_by
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ LIMITS = {  # pydantic-ai's name of a limit -> what it counts, and our setting
 async def run_turn(
     *,
     settings: Settings,
-    cell: Cell,
+    cell: CellHandle,
     session_id: str,
     prompt: str,
     history: Sequence[bytes],
@@ -104,7 +104,7 @@ async def _stop(task: asyncio.Task[None], deps: AgentDeps) -> None:
             async with asyncio.timeout(INTERRUPT_TIMEOUT_S):
                 await deps.cell.interrupt(context)
         except (AgentcellError, TimeoutError) as exc:
-            log.warning("cannot interrupt %s in cell %s: %s", context, deps.cell.cell_id, exc)
+            log.warning("cannot interrupt %s in the cell of %r: %s", context, deps.cell.owner, exc)
 
 
 def load_history(blobs: Sequence[bytes]) -> list[ModelMessage]:

@@ -1,4 +1,5 @@
-"""``create_app(settings)``: the lifespan builds the store and the cell manager onto app.state."""
+"""``create_app(settings)``: the lifespan builds the store and the cells (a ``CellService``) onto
+app.state."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import audit, cell, files, ops, sessions, users
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
+from agentcell.sandbox.local import LocalCells
 from agentcell.sandbox.manager import CellManager
 from agentcell.store import Store
 
@@ -92,21 +94,20 @@ class JsonBodies:
         await self.app(scope, receive, send)
 
 
-def _cell_states(cells: CellManager) -> list[str]:
-    return [c.state.value if c.owner else "pooled" for c in cells.cells()]
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.admin_token, _ = ensure_admin_token(settings)
-        async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
+        async with (
+            await Store.from_settings(settings) as store,
+            # every exec any caller runs is audited in the store
+            LocalCells(CellManager(settings, exec_audit=store)) as cells,
+        ):
             app.state.store = store
             app.state.cells = cells
             await store.close_unfinished_execs()  # a killed server's last execs
-            cells.exec_audit = store  # every exec any caller runs is audited
             sessions.check_model(app)
-            log.info("agentcell %s ready; cells run %s", __version__, cells.image)
+            log.info("agentcell %s ready; cells run %s", __version__, (await cells.profile()).image)
             gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
             yield
 
@@ -120,7 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.keys = KeyCache()
     app.state.limits = Limits.from_settings(settings)
-    app.state.metrics = Metrics(lambda: _cell_states(app.state.cells))
+    app.state.metrics = Metrics()
     errors.install(app)
     for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)

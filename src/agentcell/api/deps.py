@@ -13,7 +13,7 @@ from agentcell.api.limits import Limits
 from agentcell.api.metrics import Metrics
 from agentcell.config import Settings
 from agentcell.errors import Forbidden, Unauthorized
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.service import CellService
 from agentcell.store import Store
 from agentcell.store.models import User
 
@@ -28,8 +28,8 @@ async def _store(request: Request) -> Store:
     return store
 
 
-async def _cells(request: Request) -> CellManager:
-    cells: CellManager = request.app.state.cells
+async def _cells(request: Request) -> CellService:
+    cells: CellService = request.app.state.cells
     return cells
 
 
@@ -47,7 +47,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 StoreDep = Annotated[Store, Depends(_store)]
-CellsDep = Annotated[CellManager, Depends(_cells)]
+CellsDep = Annotated[CellService, Depends(_cells)]
 
 _bearer = HTTPBearer(auto_error=False, description="a user's API key, or the admin token")
 

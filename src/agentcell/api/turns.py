@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentcell.agent.events import AgentEvent, Done, Failed, Text
 from agentcell.errors import AgentcellError, Conflict
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 from agentcell.store import Store
 from agentcell.store.models import utcnow
 
@@ -63,7 +63,7 @@ class Turn:
     stopped: str = ""  # why the run was cancelled
     _cleanup: asyncio.Future[None] | None = None
 
-    def start(self, cell: Cell, events: AsyncIterator[AgentEvent]) -> None:
+    def start(self, cell: CellHandle, events: AsyncIterator[AgentEvent]) -> None:
         self.task = asyncio.create_task(self._run(cell, events), name=f"turn {self.session_id}")
         self.task.add_done_callback(self._never_ran)
 
@@ -127,7 +127,7 @@ class Turn:
             return
         self.shown.append(display(event))
 
-    async def _run(self, cell: Cell, events: AsyncIterator[AgentEvent]) -> None:
+    async def _run(self, cell: CellHandle, events: AsyncIterator[AgentEvent]) -> None:
         asked_at, started = utcnow(), time.perf_counter()
         end: Done | Failed | None = None
         try:

@@ -31,8 +31,7 @@ from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, PayloadTooLarge
 from agentcell.executor.protocol import Exit
-from agentcell.sandbox.cell import Cell
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.service import CellHandle, CellService
 
 router = APIRouter(prefix="/v1/cell", tags=["cell"])
 
@@ -43,13 +42,13 @@ def _time(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts else None
 
 
-def cell_public(cells: CellManager, owner: str) -> CellPublic:
-    s = cells.settings
-    lim = s.limits
-    cell = cells.get(owner)
+async def cell_public(cells: CellService, owner: str) -> CellPublic:
+    profile = await cells.profile()
+    lim = profile.limits
+    cell = await cells.status(owner)
     return CellPublic(
         state=cell.state.value if cell else "none",
-        image=cells.image,
+        image=profile.image,
         limits=Limits(
             memory_mb=lim.memory_mb,
             cpus=lim.cpus,
@@ -57,7 +56,7 @@ def cell_public(cells: CellManager, owner: str) -> CellPublic:
             tmp_mb=lim.tmp_mb,
             workspace_mb=lim.workspace_mb,
         ),
-        network=s.network,
+        network=profile.network,
         created_at=_time(cell.created_at) if cell else None,
         last_active_at=_time(cell.last_active_at) if cell else None,
     )
@@ -65,7 +64,7 @@ def cell_public(cells: CellManager, owner: str) -> CellPublic:
 
 @router.get("")
 async def get_cell(user: CurrentUser, cells: CellsDep) -> CellPublic:
-    return cell_public(cells, user.id)
+    return await cell_public(cells, user.id)
 
 
 def _check_size(body: ExecRequest, settings: Settings) -> None:
@@ -93,7 +92,9 @@ class ExecLog:
         self.metrics.observe_exec(self.body.language, ok, duration_ms)
 
 
-async def _event_stream(cell: Cell, body: ExecRequest, log: ExecLog) -> AsyncGenerator[bytes, None]:
+async def _event_stream(
+    cell: CellHandle, body: ExecRequest, log: ExecLog
+) -> AsyncGenerator[bytes, None]:
     started = time.perf_counter()
     logged = False
     try:
@@ -141,11 +142,12 @@ async def exec_code(
     log = ExecLog(metrics, body)
     if "text/event-stream" not in request.headers.get("accept", ""):
         with limits.running.hold(user.id):
-            cell = await cells.ensure(user.id)
+            cell = CellHandle(cells, user.id)
             return await _exec_json(request, cell, body, log, settings.json_output_limit_bytes)
     limits.running.acquire(user.id)  # held until the stream ends
     try:
-        cell = await cells.ensure(user.id)
+        await cells.ensure(user.id)  # failing to start it is an HTTP error, not an SSE event
+        cell = CellHandle(cells, user.id)
     except BaseException:
         limits.running.release(user.id)
         raise
@@ -163,7 +165,7 @@ async def exec_code(
 
 
 async def _exec_json(
-    request: Request, cell: Cell, body: ExecRequest, log: ExecLog, output_limit: int
+    request: Request, cell: CellHandle, body: ExecRequest, log: ExecLog, output_limit: int
 ) -> ExecResponse | Response:
     """The exec answered as one JSON body, with the lower JSON output limit (the server holds
     it whole). A client that hangs up stops the code, as a closed stream does."""
@@ -191,15 +193,14 @@ async def _exec_json(
 @router.get("/processes")
 async def list_processes(user: CurrentUser, cells: CellsDep) -> list[CellProcess]:
     """The processes that background execs (``background: true``) kept running in your cell."""
-    cell = await cells.ensure(user.id)
-    return [CellProcess.model_validate(p, from_attributes=True) for p in await cell.processes()]
+    processes = await cells.processes(user.id)
+    return [CellProcess.model_validate(p, from_attributes=True) for p in processes]
 
 
 @router.delete("/processes/{pid}", status_code=204)
 async def kill_process(pid: int, user: CurrentUser, cells: CellsDep, store: StoreDep) -> Response:
     """Kill a process a background exec kept, and everything it started."""
-    cell = await cells.ensure(user.id)
-    await cell.kill_process(pid)
+    await cells.kill_process(user.id, pid)
     await store.record(user.id, "process.kill", target=str(pid))
     return Response(status_code=204)
 
@@ -211,7 +212,7 @@ async def restart_cell(
     limits.lifecycle.take(user.id)
     await cells.restart(user.id)
     await store.record(user.id, "cell.restart")
-    return cell_public(cells, user.id)
+    return await cell_public(cells, user.id)
 
 
 @router.delete("", status_code=204)

@@ -18,7 +18,7 @@ from agentcell.api.schemas import FileEntry, FileList, FileWritten
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.errors import FileTooLarge, InvalidPath, PayloadTooLarge
 from agentcell.executor.protocol import LIST_PAGE, LIST_PAGE_MAX
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -77,8 +77,7 @@ async def list_files(
     back as ``cursor`` for the next page."""
     path = checked(path)
     with limits.running.hold(user.id):
-        cell = await cells.ensure(user.id)
-        page = await cell.files.page(path, limit, cursor)
+        page = await cells.list_page(user.id, path, limit, cursor)
     return FileList(
         path=path,
         entries=[
@@ -100,7 +99,7 @@ async def _held_stream(
     cells: CellsDep,
     limits: LimitsDep,
     settings: SettingsDep,
-    open_stream: Callable[[Cell], AsyncGenerator[bytes, None]],
+    open_stream: Callable[[CellHandle], AsyncGenerator[bytes, None]],
     hint: str,
     media_type: str,
     name: str,
@@ -118,8 +117,8 @@ async def _held_stream(
             limits.running.release(user)
 
     try:
-        cell = await cells.ensure(user)
-        stream = open_stream(cell)
+        await cells.ensure(user)
+        stream = open_stream(CellHandle(cells, user))
         body = await _prefetched(stream)
     except FileTooLarge as exc:
         await close()
@@ -186,8 +185,7 @@ async def upload(
             yield chunk
 
     with limits.running.hold(user.id):
-        cell = await cells.ensure(user.id)
-        size = await cell.files.write(path, body())
+        size = await cells.write(user.id, path, body())
     await store.record(user.id, "file.write", target=path, detail=f"{size} bytes")
     return FileWritten(path=path, size=size)
 
@@ -203,8 +201,7 @@ async def delete(
 ) -> Response:
     path = checked(path, allow_root=False)
     with limits.running.hold(user.id):
-        cell = await cells.ensure(user.id)
-        await cell.files.delete(path, recursive=recursive)
+        await cells.delete(user.id, path, recursive=recursive)
     await store.record(user.id, "file.delete", target=path, detail=f"recursive={recursive}")
     return Response(status_code=204)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import UTC, datetime
 
@@ -19,10 +18,9 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/healthz", responses={503: {"model": Health, "description": "Degraded"}})
 async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Health:
-    docker_ok = database_ok = False
-    with contextlib.suppress(AgentcellError):
-        await asyncio.to_thread(cells.backend.ping)
-        docker_ok = True
+    database_ok = False
+    cell_health = await cells.health()
+    docker_ok = cell_health.backend
     with contextlib.suppress(AgentcellError):
         await store.ping()
         database_ok = True
@@ -34,12 +32,13 @@ async def healthz(cells: CellsDep, store: StoreDep, response: Response) -> Healt
         docker=docker_ok,
         database=database_ok,
         version=__version__,
-        workspace_quota=cells.workspaces.enforced,
+        workspace_quota=cell_health.storage_quota,
     )
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
+async def metrics(metrics: MetricsDep, cells: CellsDep) -> Response:
+    await metrics.read_cells(cells)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -55,7 +54,7 @@ async def admin_cells(cells: CellsDep) -> list[AdminCell]:
             created_at=datetime.fromtimestamp(c.created_at, UTC),
             last_active_at=datetime.fromtimestamp(c.last_active_at, UTC),
         )
-        for c in cells.cells()
+        for c in await cells.overview()
     ]
 
 

@@ -29,6 +29,7 @@ from agentcell.api.schemas import (
 )
 from agentcell.api.turns import ModelFactory, Turn, Turns
 from agentcell.errors import AgentcellError, InvalidRequest, ModelNotConfigured, NotFound
+from agentcell.sandbox.service import CellHandle
 from agentcell.store import ChatSession, Message, Store
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ async def chat(
         factory: ModelFactory = getattr(request.app.state, "model_factory", None) or build_model
         model = factory(settings)  # none configured: a 503 that names AGENTCELL_MODEL
         history = await store.history(user.id, session_id)
-        cell = await cells.ensure(user.id)
+        await cells.ensure(user.id)
+        cell = CellHandle(cells, user.id)
         events = run_turn(
             settings=settings,
             cell=cell,
