@@ -25,6 +25,7 @@ from agentcell.api.app import create_app
 from agentcell.api.auth import ensure_admin_token
 from agentcell.client import Client
 from agentcell.config import CellLimits, Settings
+from agentcell.sandbox.base import Backend
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.docker.backend import LABEL_INSTANCE, DockerBackend
 from agentcell.sandbox.docker.images import ensure_image
@@ -117,9 +118,9 @@ async def make_manager(make_settings: SettingsFactory) -> AsyncIterator[ManagerF
 
     @contextlib.asynccontextmanager
     async def make(
-        settings: Settings | None = None, **overrides: object
+        settings: Settings | None = None, backend: Backend | None = None, **overrides: object
     ) -> AsyncIterator[CellManager]:
-        manager = CellManager(settings or make_settings(**overrides))
+        manager = CellManager(settings or make_settings(**overrides), backend)
         started.append(manager)
         async with manager:
             yield manager

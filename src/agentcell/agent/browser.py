@@ -138,7 +138,7 @@ def _ac_call(name, *args):
 
 def no_network(url: str) -> str:
     return (
-        f"cannot fetch {url}: this cell has no network access (network policy: none). Tell "
+        f"cannot fetch {url}: this cell has no network access (AGENTCELL_NETWORK=none). Tell "
         "the user: cells reach no other host until agentcell has an egress proxy with "
         "per-user allow-lists. Pages served inside the cell itself (127.0.0.1) still work."
     )

@@ -137,8 +137,9 @@ class Backend(Protocol):
 
     def attach_storage(self, cell_id: str, uid: int) -> None:
         """Make the cell's storage ready for a container start: created on first use (owned
-        by ``uid``), mounted, a stale control channel cleared (readiness then means a fresh
-        executor). Idempotent; every path that starts a container calls it first."""
+        by ``uid``), mounted, and what a previous container left of the control channel
+        cleared (readiness then means a fresh executor). Every path that starts a container
+        calls it first, while none of the cell's containers runs; idempotent then."""
         ...
 
     def detach_storage(self, cell_id: str) -> None:
