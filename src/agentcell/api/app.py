@@ -20,7 +20,6 @@ from agentcell.api.routes import audit, cell, files, ops, sessions, users
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
 from agentcell.sandbox.local import LocalCells
-from agentcell.sandbox.manager import CellManager
 from agentcell.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,8 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.admin_token, _ = ensure_admin_token(settings)
         async with (
             await Store.from_settings(settings) as store,
-            # every exec any caller runs is audited in the store
-            LocalCells(CellManager(settings, exec_audit=store)) as cells,
+            LocalCells.from_settings(settings, exec_audit=store) as cells,  # execs audited
         ):
             app.state.store = store
             app.state.cells = cells

@@ -7,11 +7,14 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 
+from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.executor.client import ExecResult
 from agentcell.executor.protocol import Entries, Entry, Exit, Language, Output, Process
+from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.placements import Placements
 from agentcell.sandbox.service import (
     READ_BYTES_MAX,
     CellCounters,
@@ -40,6 +43,18 @@ class LocalCells(CellService):
 
     def __init__(self, manager: CellManager) -> None:
         self.manager = manager
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        exec_audit: ExecAudit | None = None,
+        placements: Placements | None = None,
+    ) -> LocalCells:
+        """Cells on the backend the settings choose; every exec recorded in ``exec_audit``;
+        owners' cells placed in ``placements`` (default: a JSON file in the data dir)."""
+        return cls(CellManager(settings, exec_audit=exec_audit, placements=placements))
 
     async def __aenter__(self) -> LocalCells:
         await self.manager.start()
