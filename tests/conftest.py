@@ -29,8 +29,8 @@ from agentcell.sandbox.base import Backend
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.docker.backend import LABEL_INSTANCE, DockerBackend
 from agentcell.sandbox.docker.images import ensure_image
+from agentcell.sandbox.docker.workspaces import Workspaces
 from agentcell.sandbox.manager import CellManager
-from agentcell.sandbox.workspaces import Workspaces
 from tests.scripted import Scripted, echo
 
 RUN_ID = secrets.token_hex(4)

@@ -13,9 +13,9 @@ import pytest
 
 from agentcell.errors import HostMemoryFull
 from agentcell.sandbox.base import CellState
+from agentcell.sandbox.docker.workspaces import WorkspaceError
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID, LEGACY_UID, host_account_uses
-from agentcell.sandbox.workspaces import WorkspaceError
 from tests.conftest import (
     ManagerFactory,
     SettingsFactory,

@@ -111,9 +111,10 @@ class Backend(Protocol):
     Every method blocks: the manager calls them off the event loop, from several threads at
     once (never two for one cell at a time). Errors are agentcell's, never an engine client's:
     ``DockerUnavailable`` when the engine does not answer, ``ImageMissing`` when a container's
-    image is gone, ``BackendError`` when the engine refuses, ``WorkspaceError`` when storage
-    cannot be made or mounted. A ``container_id`` is opaque and dies with its container; a
-    ``cell_id`` names a cell's storage, which outlives its containers.
+    image is gone, ``BackendError`` when the engine refuses, another ``AgentcellError`` saying
+    why when storage cannot be made or mounted (Docker's: ``WorkspaceError``). A
+    ``container_id`` is opaque and dies with its container; a ``cell_id`` names a cell's
+    storage, which outlives its containers.
     """
 
     features: BackendFeatures

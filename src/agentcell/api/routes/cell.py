@@ -142,6 +142,7 @@ async def exec_code(
     log = ExecLog(metrics, body)
     if "text/event-stream" not in request.headers.get("accept", ""):
         with limits.running.hold(user.id):
+            await cells.ensure(user.id)  # started before the exec, whether the client stays
             cell = CellHandle(cells, user.id)
             return await _exec_json(request, cell, body, log, settings.json_output_limit_bytes)
     limits.running.acquire(user.id)  # held until the stream ends

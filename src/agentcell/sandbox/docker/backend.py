@@ -31,7 +31,7 @@ from agentcell.sandbox.base import (
 from agentcell.sandbox.docker.errors import translated as _translated
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.docker.seccomp import seccomp_profile
-from agentcell.sandbox.workspaces import Workspaces
+from agentcell.sandbox.docker.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
