@@ -157,7 +157,9 @@ class Backend(Protocol):
         """The cell ids that have storage (a workspace), whether attached or not."""
         ...
 
-    def has_storage(self, cell_id: str) -> bool: ...
+    def has_storage(self, cell_id: str) -> bool:
+        """Whether the cell has storage (a workspace made before), attached or not."""
+        ...
 
     # --- transport ------------------------------------------------------------------------
 

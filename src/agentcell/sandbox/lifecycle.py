@@ -55,6 +55,9 @@ def memory_budget_mb(settings: Settings) -> int | None:
 
 
 class Lifecycle:
+    """The steps of a cell's container on the backend, each keeping ``Roster`` and the cell's
+    ``state`` true to what the backend has."""
+
     def __init__(
         self,
         settings: Settings,
