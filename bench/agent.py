@@ -170,8 +170,8 @@ async def main(quick: bool) -> None:
             finally:
                 for info in await asyncio.to_thread(manager.backend.list):
                     await asyncio.to_thread(manager.backend.remove, info.container_id)
-                for ws in manager.workspaces.ids():
-                    await asyncio.to_thread(manager.workspaces.delete, ws)
+                for cell_id in manager.backend.storage_ids():
+                    await asyncio.to_thread(manager.backend.delete_storage, cell_id)
     render(raw, rows)
 
 

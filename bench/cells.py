@@ -95,8 +95,8 @@ async def wait_pool(m: CellManager, size: int) -> None:
 async def destroy(m: CellManager) -> None:
     for info in await asyncio.to_thread(m.backend.list):
         await asyncio.to_thread(m.backend.remove, info.container_id)
-    for ws in m.workspaces.ids():
-        await asyncio.to_thread(m.workspaces.delete, ws)
+    for cell_id in m.backend.storage_ids():
+        await asyncio.to_thread(m.backend.delete_storage, cell_id)
 
 
 async def new_user_rows(root: Path, n: int) -> list[Row]:

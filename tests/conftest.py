@@ -25,10 +25,12 @@ from agentcell.api.app import create_app
 from agentcell.api.auth import ensure_admin_token
 from agentcell.client import Client
 from agentcell.config import CellLimits, Settings
-from agentcell.sandbox.docker.backend import LABEL_INSTANCE
+from agentcell.sandbox.base import Backend
+from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.docker.backend import LABEL_INSTANCE, DockerBackend
 from agentcell.sandbox.docker.images import ensure_image
+from agentcell.sandbox.docker.workspaces import Workspaces
 from agentcell.sandbox.manager import CellManager
-from agentcell.sandbox.workspaces import Workspaces
 from tests import postgres
 from tests.scripted import Scripted, echo
 
@@ -99,10 +101,22 @@ ManagerFactory = Callable[..., "contextlib.AbstractAsyncContextManager[CellManag
 
 async def destroy(manager: CellManager) -> None:
     """Remove every container and workspace of this manager's instance (test cleanup)."""
-    for info in await asyncio.to_thread(manager.backend.list):
-        await asyncio.to_thread(manager.backend.remove, info.container_id)
-    for ws_id in manager.workspaces.ids():
-        await asyncio.to_thread(manager.workspaces.delete, ws_id)
+    backend = manager.backend
+    for info in await asyncio.to_thread(backend.list):
+        await asyncio.to_thread(backend.remove, info.container_id)
+    for cell_id in backend.storage_ids():
+        await asyncio.to_thread(backend.delete_storage, cell_id)
+
+
+def workspaces(manager: CellManager) -> Workspaces:
+    """The Docker backend's workspaces, for tests of what a cell leaves on this host."""
+    assert isinstance(manager.backend, DockerBackend)
+    return manager.backend.workspaces
+
+
+def workspace_dir(manager: CellManager, cell: Cell) -> Path:
+    """Where the cell's workspace is mounted on this host."""
+    return workspaces(manager).path(cell.cell_id)
 
 
 @pytest.fixture
@@ -112,9 +126,9 @@ async def make_manager(make_settings: SettingsFactory) -> AsyncIterator[ManagerF
 
     @contextlib.asynccontextmanager
     async def make(
-        settings: Settings | None = None, **overrides: object
+        settings: Settings | None = None, backend: Backend | None = None, **overrides: object
     ) -> AsyncIterator[CellManager]:
-        manager = CellManager(settings or make_settings(**overrides))
+        manager = CellManager(settings or make_settings(**overrides), backend)
         started.append(manager)
         async with manager:
             yield manager

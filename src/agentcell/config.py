@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageProfile = Literal["minimal", "full"]
+NetworkPolicy = Literal["none"]
+"""What a cell may reach: ``none`` (no interface at all). The egress proxy (DESIGN §10) adds
+``allowlist`` and ``public``; a backend maps the policy onto its own mechanism."""
 
 
 def _default_data_dir() -> Path:
@@ -49,6 +52,21 @@ class CellLimits(BaseModel):
     )
 
 
+class DockerBackendConfig(BaseModel):
+    """Cells as hardened containers on a Docker engine (``sandbox.docker``, imported only when
+    chosen). The engine and image are the flat settings ``AGENTCELL_DOCKER_HOST``,
+    ``AGENTCELL_IMAGE``, ``AGENTCELL_IMAGE_PROFILE`` and ``AGENTCELL_RUNTIME``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["docker"] = "docker"
+    """The discriminator: which backend. Do not change."""
+
+
+# One member today; another backend joins the union (a Kubernetes node type, DESIGN §14).
+BackendConfig = Annotated[DockerBackendConfig, Field(discriminator="type")]
+
+
 class Settings(BaseSettings):
     """Everything a deployment can set. Environment: ``AGENTCELL_<NAME>``."""
 
@@ -81,7 +99,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="extra labels on every container we create"
     )
     runtime: str = Field("", description="OCI runtime for cells, e.g. runsc; empty = default")
-    network: str = Field("none", description="Docker network for cells; none = no network")
+    network: NetworkPolicy = Field(
+        "none", description="what cells may reach: none (no network interface at all)"
+    )
+    backend: BackendConfig = Field(
+        default_factory=DockerBackendConfig,
+        description="where cells run: {type: docker} (the only backend today)",
+    )
 
     limits: CellLimits = Field(default_factory=CellLimits)
 

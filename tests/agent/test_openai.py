@@ -15,7 +15,7 @@ from agentcell.agent.events import Done, Failed, ToolResult
 from agentcell.agent.models import build_model
 from agentcell.agent.runner import run_turn
 from tests.agent.conftest import collect
-from tests.conftest import ManagerFactory
+from tests.conftest import ManagerFactory, workspace_dir
 from tests.openai_server import ChatServer, Reply
 
 pytestmark = pytest.mark.docker
@@ -62,7 +62,7 @@ async def test_a_turn_through_the_openai_compatible_provider(make_manager: Manag
                     history=[],
                 )
             )
-            assert (cell.workspace / "answer.txt").read_text() == "42"
+            assert (workspace_dir(manager, cell) / "answer.txt").read_text() == "42"
     done = turn.events[-1]
     assert isinstance(done, Done), turn.events
     assert done.output == "The coder says: 6*7 is 42, saved in answer.txt"

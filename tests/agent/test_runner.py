@@ -15,7 +15,7 @@ from agentcell.agent.runner import run_turn
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
 from tests.agent.conftest import call, collect, prompt_of, returns, role, scripted, text
-from tests.conftest import ManagerFactory
+from tests.conftest import ManagerFactory, workspace_dir
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker
@@ -85,7 +85,7 @@ async def test_coordinator_delegates_to_coder_who_writes_and_runs_fib(
     assert done.output == coordinator_text
     assert done.usage.requests == 5  # coordinator 2 + coder 3, one shared usage
     assert done.usage.tool_calls == 3
-    assert (cell.workspace / "fib.py").read_text() == FIB
+    assert (workspace_dir(manager, cell) / "fib.py").read_text() == FIB
 
 
 def retry_script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

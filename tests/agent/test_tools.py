@@ -16,6 +16,7 @@ from agentcell.agent.tools import describe, trim
 from agentcell.executor.client import ExecResult
 from agentcell.sandbox.manager import CellManager
 from tests.agent.conftest import Script, Turn, call, collect, plan, run_plan, scripted
+from tests.conftest import workspace_dir
 from tests.scripted import role
 
 pytestmark = pytest.mark.docker
@@ -61,7 +62,7 @@ async def test_files_are_written_read_edited_and_listed(manager: CellManager) ->
     assert content[7].endswith(" src/")
     cell = manager.get("alice")
     assert cell is not None
-    assert (cell.workspace / "src" / "app.py").read_text() == "a = 1\nb = 1\nc = 2\n"
+    assert (workspace_dir(manager, cell) / "src" / "app.py").read_text() == "a = 1\nb = 1\nc = 2\n"
 
 
 async def test_shell_reports_exit_codes_and_stderr(manager: CellManager) -> None:
@@ -115,7 +116,7 @@ async def test_fetch_without_network_says_so_clearly(manager: CellManager) -> No
     assert not result.ok
     assert "no network access" in result.content
     assert "AGENTCELL_NETWORK" in result.content
-    assert "unsafe for untrusted users" in result.content
+    assert "egress proxy" in result.content  # no other way out: the policy is none
     assert seen[0].outcome == "failed"
 
 

@@ -37,3 +37,21 @@ def test_requests_are_labelled_with_their_route(server: Live) -> None:
         ("POST", "unmatched", "404"),
     } <= seen
     assert ("POST", "unmatched", "201") not in seen
+
+
+def test_cells_by_state_and_reaper_errors_are_exported(server: Live) -> None:
+    admin = {"Authorization": f"Bearer {server.admin_token}"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        key = http.post("/v1/users", json={"name": "metered"}, headers=admin).json()["api_key"]
+        exec_ = http.post(
+            "/v1/cell/exec", json={"code": "print(1)"}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert exec_.status_code == 200, exec_.text
+        text = http.get("/metrics").text
+    samples = {
+        (s.name, s.labels.get("state", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("agentcell_cells", "running")] == 1
+    assert samples[("agentcell_reaper_errors_total", "")] == 0

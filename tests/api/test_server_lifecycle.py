@@ -17,7 +17,7 @@ import pytest
 
 from agentcell.config import Settings
 from agentcell.sandbox.docker.backend import LABEL_INSTANCE
-from agentcell.sandbox.workspaces import Workspaces
+from agentcell.sandbox.docker.workspaces import Workspaces
 from tests.conftest import RUN_ID, TEST_LABEL, Live, ServerFactory, SettingsFactory
 
 pytestmark = pytest.mark.docker

@@ -22,7 +22,7 @@ from agentcell.errors import ExecutorUnreachable
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import CELL_UID, CellSpec
-from agentcell.sandbox.docker.backend import host_config
+from agentcell.sandbox.docker.backend import Mounts, host_config
 from tests.conftest import RUN_ID, TEST_LABEL
 from tests.engines import private_engine
 
@@ -139,9 +139,12 @@ async def start_cell(
         if os.geteuid() == 0:
             os.chown(path, CELL_UID, CELL_UID)
     limits = CellLimits(memory_mb=256, workspace_mb=0)
-    spec = CellSpec(f"exec-{RUN_ID}", "", image, workspace, control, limits, runtime=runtime)
+    spec = CellSpec(f"exec-{RUN_ID}", "", image, limits, runtime=runtime)
     container = client.containers.run(
-        image, detach=True, labels={TEST_LABEL: RUN_ID}, **host_config(spec)
+        image,
+        detach=True,
+        labels={TEST_LABEL: RUN_ID},
+        **host_config(spec, Mounts(workspace, control)),
     )
     try:
         executor = ExecutorClient(control)

@@ -13,10 +13,16 @@ import pytest
 
 from agentcell.errors import HostMemoryFull
 from agentcell.sandbox.base import CellState
+from agentcell.sandbox.docker.workspaces import WorkspaceError
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID, LEGACY_UID, host_account_uses
-from agentcell.sandbox.workspaces import WorkspaceError
-from tests.conftest import ManagerFactory, SettingsFactory, label_filter
+from tests.conftest import (
+    ManagerFactory,
+    SettingsFactory,
+    label_filter,
+    workspace_dir,
+    workspaces,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -34,7 +40,7 @@ def running(client: docker.DockerClient, manager: CellManager) -> set[str]:
 
 async def wait_pool(manager: CellManager, size: int) -> None:
     for _ in range(400):
-        if manager.pool_size == size and not manager._starting:
+        if manager.pool_size == size and not manager.roster.starting:
             return
         await asyncio.sleep(0.05)
     pytest.fail(f"the pool did not reach {size} cells")
@@ -59,8 +65,8 @@ async def test_each_cell_has_its_own_uid_that_no_host_account_has(
         assert who.stdout == f"cell {uid}\n"
         uids.append(int(uid))
         await cell.files.write("mine.txt", cell.owner.encode())
-        if manager.workspaces.enforced or os.geteuid() == 0:
-            assert (cell.workspace / "mine.txt").stat().st_uid == int(uid)
+        if manager.backend.features.storage_quota or os.geteuid() == 0:
+            assert (workspace_dir(manager, cell) / "mine.txt").stat().st_uid == int(uid)
         config = docker_client.api.inspect_container(cell.container_id)["Config"]
         assert config["User"] == f"{uid}:{uid}"
     assert uids[0] != uids[1]
@@ -83,10 +89,10 @@ async def test_uids_survive_a_restart_and_old_cells_keep_uid_1000(
     del saved["cells"][gina.cell_id]
     uids_file.write_text(json.dumps(saved))
     if os.geteuid() == 0:
-        path = first.workspaces.ensure(gina.cell_id, LEGACY_UID)
+        path = workspaces(first).ensure(gina.cell_id, LEGACY_UID)
         for item in (path, path / "old.txt"):
             os.chown(item, LEGACY_UID, LEGACY_UID)
-        first.workspaces.unmount(gina.cell_id)
+        workspaces(first).unmount(gina.cell_id)
     async with make_manager(settings) as second:
         alice = await second.ensure("alice")
         assert (await alice.exec("import os; print(os.getuid())")).stdout == alice_uid
@@ -118,21 +124,21 @@ async def test_every_start_path_mounts_the_workspace(
     await cell.files.write("kept.txt", b"kept")
     # Stopped as a reboot does, unmounted as after a reboot: waking must mount it again.
     docker_client.containers.get(cell.container_id).stop(timeout=2)
-    manager.workspaces.unmount(cell.cell_id)
+    workspaces(manager).unmount(cell.cell_id)
     cell.state = CellState.STOPPED
-    assert not mounted(cell.workspace)
+    assert not mounted(workspace_dir(manager, cell))
     assert await cell.files.read_bytes("kept.txt") == b"kept"
-    assert mounted(cell.workspace)
+    assert mounted(workspace_dir(manager, cell))
     # The same for a recreated container.
     await manager.remove("mona")
-    assert not mounted(cell.workspace)
+    assert not mounted(workspace_dir(manager, cell))
     again = await manager.ensure("mona")
-    assert mounted(again.workspace)
+    assert mounted(workspace_dir(manager, again))
     assert await again.files.read_bytes("kept.txt") == b"kept"
     # The idle tier 'stopped' unmounts; the next call mounts again.
     await manager.reap(now=again.last_active_at + manager.settings.idle_stop_s + 1)
     assert again.state is CellState.STOPPED
-    assert not mounted(again.workspace)
+    assert not mounted(workspace_dir(manager, again))
     assert await again.files.read_bytes("kept.txt") == b"kept"
 
 
@@ -142,14 +148,16 @@ async def test_a_workspace_that_cannot_be_mounted_never_starts_a_cell(
 ) -> None:
     cell = await manager.ensure("nina")
     await manager.remove("nina")
-    image = manager.workspaces.root / f"{cell.cell_id}.img"
+    image = workspaces(manager).root / f"{cell.cell_id}.img"
     with image.open("r+b") as f:  # wipe the superblock: mount must fail
         f.seek(1024)
         f.write(b"\0" * 4096)
     with pytest.raises(WorkspaceError, match="mount failed"):
         await manager.ensure("nina")
     assert running(docker_client, manager) == set()
-    assert list(cell.workspace.iterdir()) == []  # nothing landed under the mount point
+    assert (
+        list(workspace_dir(manager, cell).iterdir()) == []
+    )  # nothing landed under the mount point
 
 
 @needs_root
@@ -165,17 +173,17 @@ async def test_cell_rm_unmounts_and_close_unmounts_all_but_running_cells(
         pooled = next(c for c in manager.cells() if not c.owner)
         active, stopped, removed = cells
         await manager.remove("quinn")  # what `agentcell cell rm` does
-        assert not mounted(removed.workspace)
+        assert not mounted(workspace_dir(manager, removed))
         assert removed.container_id not in running(docker_client, manager)
         docker_client.containers.get(stopped.container_id).stop(timeout=2)
-        assert mounted(stopped.workspace)
-        assert mounted(pooled.workspace)
+        assert mounted(workspace_dir(manager, stopped))
+        assert mounted(workspace_dir(manager, pooled))
     # After close: running cells keep running and mounted; the rest are unmounted, the pool gone.
     assert running(docker_client, manager) == {active.container_id}
-    assert mounted(active.workspace)
-    assert not mounted(stopped.workspace)
-    assert not mounted(removed.workspace)
-    assert not manager.workspaces.exists(pooled.cell_id)
+    assert mounted(workspace_dir(manager, active))
+    assert not mounted(workspace_dir(manager, stopped))
+    assert not mounted(workspace_dir(manager, removed))
+    assert not manager.backend.has_storage(pooled.cell_id)
 
 
 @needs_root
@@ -186,12 +194,14 @@ async def test_reconcile_unmounts_workspaces_without_a_running_container(
     async with make_manager(settings) as first:
         cell = await first.ensure("rita")
         await first.remove("rita")
-    first.workspaces.ensure(cell.cell_id, first.uids.uid_for(cell.cell_id))  # a stale mount
-    assert mounted(cell.workspace)
+    workspaces(first).ensure(
+        cell.cell_id, first.lifecycle.uids.uid_for(cell.cell_id)
+    )  # a stale mount
+    assert mounted(workspace_dir(first, cell))
     async with make_manager(settings) as second:
-        assert not mounted(cell.workspace)
+        assert not mounted(workspace_dir(first, cell))
         again = await second.ensure("rita")
-        assert mounted(again.workspace)
+        assert mounted(workspace_dir(first, again))
 
 
 # --- item 10: admission against the host's memory ---------------------------------------------

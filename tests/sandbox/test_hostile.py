@@ -13,7 +13,7 @@ from agentcell.executor.protocol import Output
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID
-from tests.conftest import ManagerFactory
+from tests.conftest import ManagerFactory, workspaces
 from tests.memory import Peak, rss
 from tests.waiting import until
 
@@ -192,7 +192,7 @@ async def test_symlinks_planted_by_the_cell_are_never_followed_by_the_host(
 async def test_full_workspace_is_enospc_inside_and_a_clear_error_outside(
     manager: CellManager,
 ) -> None:
-    if not manager.workspaces.enforced:
+    if not manager.backend.features.storage_quota:
         pytest.fail("workspace quotas need root and mkfs.ext4: run scripts/setup as root")
     cell = await manager.ensure("mallory")
     quota = manager.settings.limits.workspace_mb
@@ -203,7 +203,7 @@ async def test_full_workspace_is_enospc_inside_and_a_clear_error_outside(
     assert "No space left on device" in fill.stderr
     with pytest.raises(WorkspaceFull):
         await cell.files.write("more.bin", b"x" * (4 * 2**20))
-    image = manager.workspaces.root / f"{cell.cell_id}.img"
+    image = workspaces(manager).root / f"{cell.cell_id}.img"
     assert image.stat().st_blocks * 512 <= (quota + 1) * 2**20
     await cell.files.delete("big")
     await cell.files.write("more.bin", b"x" * (4 * 2**20))

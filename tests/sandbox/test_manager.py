@@ -189,7 +189,7 @@ async def test_removing_a_user_keeps_the_workspace_unless_asked(manager: CellMan
     again = await manager.ensure("kate")
     assert await again.files.read_bytes("k.txt") == b"k"
     await manager.remove("kate", delete_workspace=True)
-    assert not manager.workspaces.exists(cell.cell_id)
+    assert not manager.backend.has_storage(cell.cell_id)
     fresh = await manager.ensure("kate")
     assert await fresh.files.list(".") == []
 
@@ -201,7 +201,7 @@ async def test_cleanup_helper_leaves_nothing(
         await manager.ensure("zed")
         await destroy(manager)
         assert containers(docker_client, manager) == []
-        assert manager.workspaces.ids() == set()
+        assert manager.backend.storage_ids() == set()
 
 
 async def test_an_oom_from_files_in_tmp_says_they_count(make_manager: ManagerFactory) -> None:

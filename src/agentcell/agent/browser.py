@@ -139,9 +139,8 @@ def _ac_call(name, *args):
 def no_network(url: str) -> str:
     return (
         f"cannot fetch {url}: this cell has no network access (AGENTCELL_NETWORK=none). Tell "
-        "the user. The operator can give cells a network by setting AGENTCELL_NETWORK (e.g. "
-        "bridge); that is unsafe for untrusted users until agentcell has an egress policy. "
-        "Pages served inside the cell itself (127.0.0.1) still work."
+        "the user: cells reach no other host until agentcell has an egress proxy with "
+        "per-user allow-lists. Pages served inside the cell itself (127.0.0.1) still work."
     )
 
 

@@ -33,7 +33,7 @@ from agentcell.agent.tools import AgentDeps
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.sandbox.audit import started_by
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Turn:
         self,
         *,
         settings: Settings,
-        cell: Cell,
+        cell: CellHandle,
         session_id: str,
         prompt: str,
         history: Sequence[bytes],
@@ -198,7 +198,7 @@ class Turn:
 async def run_turn(
     *,
     settings: Settings,
-    cell: Cell,
+    cell: CellHandle,
     session_id: str,
     prompt: str,
     history: Sequence[bytes],

@@ -27,7 +27,7 @@ from agentcell.errors import (
     WorkspaceFull,
 )
 from agentcell.executor.client import ExecResult
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 
 EventSink = Callable[[AgentEvent], None]
 OUTPUT_BYTES = 1024 * 1024  # asked of the cell per exec; the model gets a trimmed part of it
@@ -47,7 +47,7 @@ FIXABLE = (
 class AgentDeps:
     """One turn's world: the user's cell, settings, the chat session, and where events go."""
 
-    cell: Cell
+    cell: CellHandle
     settings: Settings
     session_id: str
     emit: EventSink  # ToolCall / ToolResult / AgentStep / Text events, in order

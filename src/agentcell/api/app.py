@@ -1,5 +1,5 @@
-"""``create_app(settings)``: the lifespan builds the store, the cell manager and the services over
-them (``app.state.services``, what the routes call)."""
+"""``create_app(settings)``: the lifespan builds the store, the cells (a ``CellService``) and the
+services over them (``app.state.services``, what the routes call)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import audit, cell, files, ops, sessions, users
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.local import LocalCells
 from agentcell.services import Services
 from agentcell.services.limits import Limits
 from agentcell.store import Store
+from agentcell.store.placements import Placements
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +96,24 @@ class JsonBodies:
         await self.app(scope, receive, send)
 
 
-def _cell_states(app: FastAPI) -> list[str]:
-    services: Services = app.state.services
-    return [c.state.value if c.owner else "pooled" for c in services.cells.every_cell()]
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.admin_token, _ = ensure_admin_token(settings)
         factory = getattr(app.state, "model_factory", None)
-        async with await Store.from_settings(settings) as store, CellManager(settings) as cells:
-            observe = app.state.metrics.observe_exec
-            services = Services(settings, store, cells, app.state.limits, observe, factory)
-            async with services:
-                app.state.services = services
-                log.info("agentcell %s ready; cells run %s", __version__, cells.image)
-                gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
-                yield
+        async with await Store.from_settings(settings) as store:
+            placements = Placements(store.engine, node=settings.instance)
+            await placements.import_file(settings.data_dir / "cells.json")  # before reconciling
+            cells = LocalCells.from_settings(settings, exec_audit=store, placements=placements)
+            async with cells:  # every exec audited; owners' cells placed in the store
+                observe = app.state.metrics.observe_exec
+                services = Services(settings, store, cells, app.state.limits, observe, factory)
+                async with services:
+                    app.state.services = services
+                    image = (await cells.profile()).image
+                    log.info("agentcell %s ready; cells run %s", __version__, image)
+                    gc.freeze()  # start-up objects (modules, schemas) leave the collector's scans
+                    yield
 
     app = FastAPI(
         title="agentcell",
@@ -123,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limits = Limits.from_settings(settings)
-    app.state.metrics = Metrics(lambda: _cell_states(app))
+    app.state.metrics = Metrics()
     errors.install(app)
     for module in (users, cell, files, sessions, audit, ops):
         app.include_router(module.router)

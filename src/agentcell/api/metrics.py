@@ -1,35 +1,46 @@
-"""Prometheus metrics, one registry per app: HTTP requests, execs, cells by state."""
+"""Prometheus metrics, one registry per app: HTTP requests, execs, cells by state, the cells'
+own counters."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentcell.sandbox.service import CellCounters, CellService, CellStatus
 
 CELL_STATES = ("running", "paused", "stopped", "removed", "dead", "pooled")
 
 
-class _CellStates(Collector):
-    """Counts cells by state when scraped."""
+class _Cells(Collector):
+    """Cells by state and the cells' counters, as last read from the ``CellService`` (the
+    /metrics route reads them just before each scrape: the service is async, a collector not)."""
 
-    def __init__(self, source: Callable[[], list[str]]) -> None:
-        self.source = source
+    def __init__(self) -> None:
+        self.cells: list[CellStatus] = []
+        self.counters = CellCounters(reaper_errors=0)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("agentcell_cells", "cells by state", labels=["state"])
-        states = Tally(self.source())
+        states = Tally(c.state.value if c.owner else "pooled" for c in self.cells)
         for state in CELL_STATES:
             family.add_metric([state], states.get(state, 0))
         yield family
+        yield CounterMetricFamily(
+            "agentcell_reaper_errors",
+            "idle-tier rounds that failed (each is logged; the reaper goes on)",
+            value=self.counters.reaper_errors,
+        )
 
 
 class Metrics:
-    def __init__(self, cell_states: Callable[[], list[str]]) -> None:
+    def __init__(self) -> None:
+        self._cells = _Cells()
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -52,7 +63,12 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
         )
-        r.register(_CellStates(cell_states))
+        r.register(self._cells)
+
+    async def read_cells(self, cells: CellService) -> None:
+        """Take the cells' states and counters in, for the next scrape."""
+        self._cells.cells = await cells.overview()
+        self._cells.counters = await cells.counters()
 
     def observe_exec(self, language: str, ok: bool, duration_ms: float) -> None:
         self.execs.labels(language, "ok" if ok else "error").inc()

@@ -48,20 +48,17 @@ def add_image(groups: Commands) -> None:
 @contextmanager
 def _docker(settings: Settings) -> Iterator[Any]:
     import docker
-    import docker.errors
 
-    try:
+    from agentcell.sandbox.docker.errors import translated
+
+    with translated("connect to the engine"):
         if settings.docker_host:
             client = docker.DockerClient(base_url=settings.docker_host)
         else:
             client = docker.from_env()
-    except docker.errors.DockerException as e:
-        raise DockerUnavailable(f"cannot reach the Docker engine: {e}") from e
     try:
-        try:
+        with translated("ping the engine", DockerUnavailable):
             client.ping()
-        except (docker.errors.DockerException, OSError) as e:
-            raise DockerUnavailable(f"cannot reach the Docker engine: {e}") from e
         yield client
     finally:
         client.close()

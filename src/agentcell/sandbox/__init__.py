@@ -1,1 +1,3 @@
-"""Where cells run: the backend seam (``base``), the manager, and the Docker backend."""
+"""Where cells run. Above this layer, cells are reached through ``service.CellService`` (in this
+process: ``local.LocalCells``); below it, ``manager.CellManager`` keeps them on a ``base.Backend``
+(``docker/`` today)."""

@@ -6,9 +6,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from agentcell.config import Settings
 from agentcell.errors import (
     AgentcellError,
     CellDied,
@@ -17,13 +17,31 @@ from agentcell.errors import (
     ExecutorUnreachable,
     InvalidRequest,
 )
-from agentcell.executor.client import ExecResult, ExecutorClient
+from agentcell.executor.client import ExecResult
 from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output, Process
-from agentcell.sandbox.audit import audited
-from agentcell.sandbox.base import CellState, ContainerInfo
+from agentcell.sandbox.audit import ExecAudit, audited
+from agentcell.sandbox.base import CellState, ContainerInfo, ExecutorChannel
 
-if TYPE_CHECKING:
-    from agentcell.sandbox.manager import CellManager
+
+class CellKeeper(Protocol):
+    """What a cell needs from whoever keeps it (the manager), and nothing more of it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def exec_audit(self) -> ExecAudit | None:
+        """Where every exec is recorded; ``None``: nowhere (tests, benchmarks)."""
+        ...
+
+    async def wake(self, cell: Cell) -> None:
+        """Bring the cell back to running, whatever state it is in."""
+        ...
+
+    async def recover(self, cell: Cell) -> AgentcellError:
+        """The executor stopped answering: recreate the cell; the error to raise, saying why."""
+        ...
+
 
 # What a lookup or a connection says in a cell without a network interface.
 NETWORK_FAILURES = (
@@ -44,9 +62,8 @@ class Cell:
     cell_id: str
     container_id: str
     state: CellState
-    workspace: Path
-    client: ExecutorClient
-    manager: CellManager = field(repr=False)
+    client: ExecutorChannel
+    keeper: CellKeeper = field(repr=False)
     created_at: float = field(default_factory=time.time)
     last_active_at: float = field(default_factory=time.time)
     active: int = 0  # running execs and open streams: a cell with any is never idle
@@ -60,7 +77,7 @@ class Cell:
         return 0.0 if self.active else now - self.last_active_at
 
     @asynccontextmanager
-    async def using(self) -> AsyncIterator[ExecutorClient]:
+    async def using(self) -> AsyncIterator[ExecutorChannel]:
         """Mark the cell busy, wake it, and turn a lost executor into a clear error."""
         self.active += 1
         self.last_active_at = time.time()
@@ -69,17 +86,17 @@ class Cell:
                 notice, self.notice = self.notice, None
                 raise notice
             if self.state is not CellState.RUNNING:
-                await self.manager.wake(self)
+                await self.keeper.wake(self)
             try:
                 yield self.client
             except CellStuck as exc:
-                await self.manager.recover(self)
+                await self.keeper.recover(self)
                 raise CellStuck(
                     f"{exc.message}; the cell was restarted: python variables and background "
                     "processes are gone, files in /workspace are kept"
                 ) from None
             except ExecutorUnreachable:
-                raise await self.manager.recover(self) from None
+                raise await self.keeper.recover(self) from None
         finally:
             self.active -= 1
             self.last_active_at = time.time()
@@ -94,7 +111,7 @@ class Cell:
         env: dict[str, str] | None,
         background: bool = False,
     ) -> Exec:
-        settings = self.manager.settings
+        settings = self.keeper.settings
         timeout = settings.exec_timeout_s if timeout_s is None else timeout_s
         if not 0 < timeout <= settings.exec_timeout_max_s:
             raise InvalidRequest(
@@ -114,10 +131,10 @@ class Cell:
         )
 
     def _offline(self) -> bool:
-        return self.manager.settings.network == "none"
+        return self.keeper.settings.network == "none"
 
     def _oom(self, context: str) -> CellOutOfMemory:
-        mib = self.manager.settings.limits.memory_mb
+        mib = self.keeper.settings.limits.memory_mb
         return CellOutOfMemory(
             f"the code ran out of memory (this cell's limit is {mib} MiB) and was killed; "
             f"python context {context!r} was reset, so its variables are gone",
@@ -140,7 +157,7 @@ class Cell:
         """Run code and collect its output. python keeps state per ``context``; processes it
         leaves running are killed at its end unless ``background``."""
         request = self._request(code, language, context, timeout_s, output_limit, env, background)
-        with audited(self.manager.exec_audit, self.owner, language, code) as record:
+        with audited(self.keeper.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 result = await client.exec(request)
             if result.oom_killed:
@@ -162,11 +179,11 @@ class Cell:
         output_limit: int | None = None,
         env: dict[str, str] | None = None,
         background: bool = False,
-    ) -> AsyncIterator[Output | Exit]:
+    ) -> AsyncGenerator[Output | Exit, None]:
         """Run code, yielding output events as they come and the ``Exit`` last."""
         request = self._request(code, language, context, timeout_s, output_limit, env, background)
         offline, failed = self._offline(), False
-        with audited(self.manager.exec_audit, self.owner, language, code) as record:
+        with audited(self.keeper.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 async for event in client.stream(request):
                     if isinstance(event, Exit):

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from agentcell.config import Settings
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.cells import Cells
 from agentcell.services.exec import ExecObserver, Execs
@@ -22,30 +22,29 @@ from agentcell.store import Store
 
 
 class Services:
-    """Every service of one server, over its store and its cell manager; ``async with`` it
-    while the server serves."""
+    """Every service of one server, over its store and its cells; ``async with`` it while the
+    server serves."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        manager: CellManager,
+        cells: CellService,
         limits: Limits,
         observe_exec: ExecObserver,
         model_factory: ModelFactory | None = None,
     ) -> None:
-        self._store, self._manager = store, manager
+        self._store = store
         self.audit = Audit(store)
-        self.users = Users(store, manager, self.audit)
-        self.cells = Cells(manager, store, limits, self.audit)
+        self.users = Users(store, cells, self.audit)
+        self.cells = Cells(cells, store, limits, self.audit)
         self.execs = Execs(self.cells, settings, observe_exec)
         self.files = Files(self.cells, settings, self.audit)
-        self.turns = Turns(store, manager, settings, self.audit, model_factory)
+        self.turns = Turns(store, cells, settings, self.audit, model_factory)
         self.sessions = Sessions(store, self.turns, self.audit)
 
     async def __aenter__(self) -> Self:
         await self._store.close_unfinished_execs()  # a killed server's last execs
-        self._manager.exec_audit = self._store  # every exec any caller runs is audited
         self.turns.check_model()
         return self
 

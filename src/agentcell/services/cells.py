@@ -14,8 +14,8 @@ from typing import Generic, TypeVar
 from agentcell.config import CellLimits
 from agentcell.errors import AgentcellError
 from agentcell.executor.protocol import Process
-from agentcell.sandbox.cell import Cell
-from agentcell.sandbox.manager import CellManager, ReapReport
+from agentcell.sandbox.service import CellCounters, CellHandle, CellService, ReapReport
+from agentcell.sandbox.service import CellStatus as CellRecord
 from agentcell.services.audit import Audit
 from agentcell.services.limits import Limits
 from agentcell.store import Store
@@ -91,20 +91,21 @@ def _time(ts: float | None) -> datetime | None:
 
 
 class Cells:
-    def __init__(self, manager: CellManager, store: Store, limits: Limits, audit: Audit) -> None:
-        self._manager, self._store, self._limits, self._audit = manager, store, limits, audit
+    def __init__(self, cells: CellService, store: Store, limits: Limits, audit: Audit) -> None:
+        self.service, self._store, self._limits, self._audit = cells, store, limits, audit
         self._probe: asyncio.Future[Health] | None = None
 
     @contextlib.asynccontextmanager
-    async def using(self, owner: str) -> AsyncIterator[Cell]:
-        """The owner's cell, running, for one call that counts as running in it."""
+    async def using(self, owner: str) -> AsyncIterator[CellHandle]:
+        """The owner's cell, running and held busy, for one call that counts as running in it."""
         with self._limits.running.hold(owner):
-            yield await self._manager.ensure(owner)
+            async with self.service.using(owner):
+                yield CellHandle(self.service, owner)
 
     async def stream(
         self,
         owner: str,
-        open_stream: Callable[[Cell], AsyncGenerator[T, None]],
+        open_stream: Callable[[CellHandle], AsyncGenerator[T, None]],
         *,
         prefetch: bool = False,
     ) -> CellStream[T]:
@@ -114,22 +115,20 @@ class Cells:
         running.acquire(owner)
         stream = CellStream[T](lambda: running.release(owner))
         try:
-            cell = await self._manager.ensure(owner)
-            stream._source = source = open_stream(cell)
+            stream._source = source = open_stream(CellHandle(self.service, owner))
             stream.items = await _prefetched(source) if prefetch else source
         except BaseException:
             await stream.close()
             raise
         return stream
 
-    def status(self, owner: str) -> CellStatus:
-        cell = self._manager.get(owner)
-        settings = self._manager.settings
+    async def status(self, owner: str) -> CellStatus:
+        cell, profile = await self.service.status(owner), await self.service.profile()
         return CellStatus(
             state=cell.state.value if cell else "none",
-            image=self._manager.image,
-            limits=settings.limits,
-            network=settings.network,
+            image=profile.image,
+            limits=profile.limits,
+            network=profile.network,
             created_at=_time(cell.created_at) if cell else None,
             last_active_at=_time(cell.last_active_at) if cell else None,
         )
@@ -137,34 +136,35 @@ class Cells:
     async def restart(self, owner: str) -> CellStatus:
         """A new container for the owner (python variables and processes go, files stay)."""
         self._limits.lifecycle.take(owner)
-        await self._manager.restart(owner)
+        await self.service.restart(owner)
         await self._audit.record(owner, "cell.restart")
-        return self.status(owner)
+        return await self.status(owner)
 
     async def remove(self, owner: str) -> None:
         """Remove the owner's container; the workspace is kept."""
         self._limits.lifecycle.take(owner)
-        await self._manager.remove(owner)
+        await self.service.remove(owner)
         await self._audit.record(owner, "cell.delete")
 
     async def processes(self, owner: str) -> list[Process]:
         """The processes the owner's background execs kept running."""
-        cell = await self._manager.ensure(owner)
-        return await cell.processes()
+        return await self.service.processes(owner)
 
     async def kill_process(self, owner: str, pid: int) -> None:
         """Kill a process a background exec kept, and everything it started."""
-        cell = await self._manager.ensure(owner)
-        await cell.kill_process(pid)
+        await self.service.kill_process(owner, pid)
         await self._audit.record(owner, "process.kill", target=str(pid))
 
-    def every_cell(self) -> list[Cell]:
+    async def every_cell(self) -> list[CellRecord]:
         """Every cell of this server's, the warm pool's too (``owner`` empty): the admin's."""
-        return self._manager.cells()
+        return await self.service.overview()
+
+    async def counters(self) -> CellCounters:
+        return await self.service.counters()
 
     async def reap(self) -> ReapReport:
         """Apply the idle tiers now (the reaper also does every ``reap_interval_s``)."""
-        return await self._manager.reap()
+        return await self.service.reap()
 
     async def health(self) -> Health:
         """Whether the engine and the database answer. Anyone may ask (``/healthz``), so calls
@@ -174,11 +174,9 @@ class Cells:
         return await asyncio.shield(self._probe)
 
     async def _check(self) -> Health:
-        docker_ok = database_ok = False
-        with contextlib.suppress(AgentcellError):
-            await asyncio.to_thread(self._manager.backend.ping)
-            docker_ok = True
+        cells = await self.service.health()
+        database_ok = False
         with contextlib.suppress(AgentcellError):
             await self._store.ping()
             database_ok = True
-        return Health(docker_ok, database_ok, self._manager.workspaces.enforced)
+        return Health(cells.backend, database_ok, cells.storage_quota)

@@ -11,7 +11,7 @@ from agentcell.config import Settings
 from agentcell.errors import PayloadTooLarge
 from agentcell.executor.client import ExecResult
 from agentcell.executor.protocol import Exit, Language, Output
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 from agentcell.services.cells import Cells, CellStream
 
 ExecObserver = Callable[[str, bool, float], None]
@@ -68,7 +68,9 @@ class Execs:
         self._check(call)
         return await self._cells.stream(owner, lambda cell: self._events(cell, call))
 
-    async def _events(self, cell: Cell, call: ExecCall) -> AsyncGenerator[Output | Exit, None]:
+    async def _events(
+        self, cell: CellHandle, call: ExecCall
+    ) -> AsyncGenerator[Output | Exit, None]:
         started = time.perf_counter()
         observed = False
         try:

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 from agentcell.config import Settings
 from agentcell.errors import FileTooLarge, InvalidPath, PayloadTooLarge
 from agentcell.executor.protocol import Entries
-from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.service import CellHandle
 from agentcell.services.audit import Audit
 from agentcell.services.cells import Cells, CellStream
 
@@ -71,7 +71,7 @@ class Files:
         self,
         owner: str,
         path: str,
-        open_stream: Callable[[Cell], AsyncGenerator[bytes, None]],
+        open_stream: Callable[[CellHandle], AsyncGenerator[bytes, None]],
         hint: str,
     ) -> Download:
         """Errors (not found, too large) come before the first byte: the caller can still

@@ -23,8 +23,7 @@ from agentcell.agent.models import build_model
 from agentcell.agent.runner import STOPPED, Turn
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError, Conflict, InvalidRequest, ModelNotConfigured
-from agentcell.sandbox.cell import Cell
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.service import CellHandle, CellService
 from agentcell.services.audit import Audit
 from agentcell.store import Store
 from agentcell.store.models import utcnow
@@ -79,7 +78,7 @@ class ChatTurn:
         self._run: Turn | None = None
         self._asked_at, self._started = utcnow(), time.perf_counter()
 
-    def start(self, cell: Cell, history: list[bytes], model: Model) -> None:
+    def start(self, cell: CellHandle, history: list[bytes], model: Model) -> None:
         self._run = Turn(
             settings=self._turns.settings,
             cell=cell,
@@ -157,13 +156,13 @@ class Turns:
     def __init__(
         self,
         store: Store,
-        manager: CellManager,
+        cells: CellService,
         settings: Settings,
         audit: Audit,
         model_factory: ModelFactory | None = None,
     ) -> None:
         self.store, self.settings = store, settings
-        self._manager, self._audit = manager, audit
+        self._cells, self._audit = cells, audit
         self._model_factory = model_factory or build_model
         self._running: dict[str, ChatTurn] = {}  # by session id
         self._keeper: asyncio.Task[None] | None = None
@@ -193,7 +192,8 @@ class Turns:
         try:
             model = self._model_factory(self.settings)  # none configured: a 503 that says so
             history = await self.store.history(owner, session_id)
-            cell = await self._manager.ensure(owner)
+            await self._cells.ensure(owner)
+            cell = CellHandle(self._cells, owner)
         except BaseException as exc:
             await self.release(turn)
             if isinstance(exc, AgentcellError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from agentcell.errors import NotFound
-from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.store import Store, User, hash_key
 
@@ -43,8 +43,8 @@ class KeyCache:
 
 
 class Users:
-    def __init__(self, store: Store, manager: CellManager, audit: Audit) -> None:
-        self._store, self._manager, self._audit = store, manager, audit
+    def __init__(self, store: Store, cells: CellService, audit: Audit) -> None:
+        self._store, self._cells, self._audit = store, cells, audit
         self._keys = KeyCache()
 
     async def authenticate(self, api_key: str) -> User | None:
@@ -70,7 +70,7 @@ class Users:
         if await self._store.get_user(user_id) is None:
             raise NotFound(f"no user {user_id!r}")
         self._keys.forget(user_id)
-        await self._manager.remove(user_id, delete_workspace=delete_workspace)
+        await self._cells.remove(user_id, delete_workspace=delete_workspace)
         await self._store.delete_user(user_id)
         await self._audit.record(
             user_id, "user.delete", detail=f"delete_workspace={delete_workspace}"

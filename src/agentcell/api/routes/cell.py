@@ -39,7 +39,7 @@ def cell_public(status: CellStatus) -> CellPublic:
 
 @router.get("")
 async def get_cell(user: CurrentUser, services: ServicesDep) -> CellPublic:
-    return cell_public(services.cells.status(user.id))
+    return cell_public(await services.cells.status(user.id))
 
 
 async def _event_stream(events: AsyncGenerator[Output | Exit, None]) -> AsyncGenerator[bytes, None]:

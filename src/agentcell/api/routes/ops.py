@@ -29,7 +29,8 @@ async def healthz(services: ServicesDep, response: Response) -> Health:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
+async def metrics(metrics: MetricsDep, services: ServicesDep) -> Response:
+    await metrics.read_cells(services.cells.service)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -45,7 +46,7 @@ async def admin_cells(services: ServicesDep) -> list[AdminCell]:
             created_at=datetime.fromtimestamp(c.created_at, UTC),
             last_active_at=datetime.fromtimestamp(c.last_active_at, UTC),
         )
-        for c in services.cells.every_cell()
+        for c in await services.cells.every_cell()
     ]
 
 

@@ -1,26 +1,31 @@
-"""Cells as hardened Docker containers. docker-py errors become agentcell errors here only."""
+"""Cells as hardened Docker containers, each with a loop-mounted workspace and a control
+directory on this host, reached over the Unix socket the executor makes there."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+import os
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-import requests
 from docker.types import LogConfig, Mount
 
-from agentcell.config import Settings
-from agentcell.errors import AgentcellError, BackendError, DockerUnavailable, ImageMissing
-from agentcell.executor.protocol import CONTROL_DIR, WORKSPACE
+from agentcell.config import NetworkPolicy, Settings
+from agentcell.errors import AgentcellError
+from agentcell.executor.client import ExecutorClient
+from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
 from agentcell.progress import ProgressHook, no_progress
-from agentcell.sandbox.base import CellSpec, CellState, ContainerInfo
+from agentcell.sandbox.base import BackendFeatures, CellSpec, CellState, ContainerInfo
+from agentcell.sandbox.docker.errors import translated as _translated
 from agentcell.sandbox.docker.images import EXECUTOR_COMMAND, ensure_image
 from agentcell.sandbox.docker.seccomp import seccomp_profile
+from agentcell.sandbox.docker.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,9 @@ LOG_MAX_FILES = 2
 # user's first exec finds it running (~3 MiB, shared copy-on-write with the server).
 COMMAND = [*EXECUTOR_COMMAND, "--warm"]
 
+# What each network policy is in Docker's terms (the egress proxy adds its own, DESIGN §10).
+NETWORK_MODES: dict[NetworkPolicy, str] = {"none": "none"}
+
 _STATES = {
     "running": CellState.RUNNING,
     "paused": CellState.PAUSED,
@@ -43,33 +51,6 @@ _STATES = {
     "removing": CellState.REMOVED,
     "dead": CellState.DEAD,
 }
-
-
-@contextlib.contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Turn docker-py's errors into ours, saying what we were doing."""
-    try:
-        yield
-    except docker.errors.ImageNotFound as exc:
-        raise ImageMissing(
-            f"sandbox image missing while trying to {action}: {exc.explanation}",
-            hint="run: agentcell image build",
-        ) from exc
-    except docker.errors.APIError as exc:
-        raise BackendError(f"Docker refused to {action}: {exc.explanation or exc}") from exc
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        # Also when the engine's socket went away. docker-py leaves the socket of a failed
-        # connect to the traceback's frames: drop them, so it is closed now, not at some GC.
-        _drop_tracebacks(exc)
-        raise DockerUnavailable(f"cannot reach Docker to {action}: {exc}") from exc
-
-
-def _drop_tracebacks(exc: BaseException | None) -> None:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
 
 
 # With this many cores or more, cpuset "auto" keeps cells off core 0, for the server and dockerd.
@@ -84,7 +65,15 @@ def cell_cpuset(setting: str, engine_cpus: int) -> str:
     return f"1-{engine_cpus - 1}" if engine_cpus >= AUTO_CPUSET_MIN_CORES else ""
 
 
-def host_config(spec: CellSpec, engine_cpus: int = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Mounts:
+    """The host directories a cell's container binds."""
+
+    workspace: Path  # at /workspace
+    control_dir: Path  # at /run/agentcell: holds the executor's socket
+
+
+def host_config(spec: CellSpec, mounts: Mounts, engine_cpus: int = 0) -> dict[str, Any]:
     """The hardening every cell gets; nothing here is pass-through from users. engine_cpus is
     the engine host's core count (0 = unknown: "auto" then pins nothing)."""
     lim = spec.limits
@@ -103,10 +92,10 @@ def host_config(spec: CellSpec, engine_cpus: int = 0) -> dict[str, Any]:
         "pids_limit": lim.pids,
         "ipc_mode": "private",
         "init": True,  # tini as PID 1 reaps orphans; without it zombies exhaust the pids limit
-        "network_mode": spec.network,
+        "network_mode": NETWORK_MODES[spec.network],
         "mounts": [
-            Mount(WORKSPACE, str(spec.workspace), type="bind"),
-            Mount(CONTROL_DIR, str(spec.control_dir), type="bind"),
+            Mount(WORKSPACE, str(mounts.workspace), type="bind"),
+            Mount(CONTROL_DIR, str(mounts.control_dir), type="bind"),
         ],
         # No passwd entry has the cell's uid: tools that want a name read these.
         "environment": {"HOME": "/tmp", "USER": "cell", "LOGNAME": "cell"},
@@ -125,7 +114,8 @@ def host_config(spec: CellSpec, engine_cpus: int = 0) -> dict[str, Any]:
 
 
 class DockerBackend:
-    """Implements ``agentcell.sandbox.base.Backend`` on a Docker engine."""
+    """Implements ``agentcell.sandbox.base.Backend`` on a Docker engine. A cell's storage is a
+    workspace under ``data_dir/workspaces`` and a control directory under ``data_dir/cells``."""
 
     def __init__(self, settings: Settings, progress: ProgressHook = no_progress) -> None:
         self.settings = settings
@@ -133,6 +123,11 @@ class DockerBackend:
         self.progress = progress
         self._base_url = settings.docker_host or "unix:///var/run/docker.sock"
         self._client: docker.DockerClient | None = None
+        data = settings.data_dir
+        self.workspaces = Workspaces(data / "workspaces", settings.limits.workspace_mb)
+        self.control_root = data / "cells"
+        self.control_root.mkdir(exist_ok=True, mode=0o700)
+        self.features = BackendFeatures(supports_pause=True, storage_quota=self.workspaces.enforced)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -169,7 +164,52 @@ class DockerBackend:
             mirror=self.settings.debian_mirror or None,
         )
 
+    # --- storage and transport ------------------------------------------------------------
+
+    def attach_storage(self, cell_id: str, uid: int) -> None:
+        self.workspaces.ensure(cell_id, uid)
+        self._control_dir(cell_id, uid)  # clears a stale socket: readiness = a fresh server
+
+    def detach_storage(self, cell_id: str) -> None:
+        self.workspaces.unmount(cell_id)
+
+    def delete_storage(self, cell_id: str) -> None:
+        self.workspaces.delete(cell_id)
+        control = self.control_root / cell_id
+        with contextlib.suppress(FileNotFoundError):
+            (control / SOCKET_NAME).unlink()
+        with contextlib.suppress(FileNotFoundError, OSError):
+            control.rmdir()
+
+    def storage_ids(self) -> set[str]:
+        return self.workspaces.ids()
+
+    def has_storage(self, cell_id: str) -> bool:
+        return self.workspaces.exists(cell_id)
+
+    def channel(self, cell_id: str) -> ExecutorClient:
+        return ExecutorClient(self.control_root / cell_id)
+
+    def mounts(self, cell_id: str) -> Mounts:
+        return Mounts(self.workspaces.path(cell_id), self.control_root / cell_id)
+
+    def _control_dir(self, cell_id: str, uid: int) -> Path:
+        """Host side of /run/agentcell. The cell can write here; we only unlink and connect."""
+        path = self.control_root / cell_id
+        path.mkdir(exist_ok=True, mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(path, uid, uid)
+        with contextlib.suppress(FileNotFoundError):
+            (path / SOCKET_NAME).unlink()  # unlink never follows a link
+        return path
+
+    # --- containers -----------------------------------------------------------------------
+
     def create(self, spec: CellSpec) -> ContainerInfo:
+        mounts = self.mounts(spec.cell_id)
+        mounts.workspace.mkdir(exist_ok=True)  # Docker checks bind sources exist at create time
+        self._control_dir(spec.cell_id, spec.uid)
+        config = host_config(spec, mounts, self.engine_cpus)
         labels = {
             **spec.labels,
             LABEL_CELL: spec.cell_id,
@@ -184,7 +224,7 @@ class DockerBackend:
                 name=f"agentcell-{self.instance}-{spec.cell_id}",
                 labels=labels,
                 detach=True,
-                **host_config(spec, self.engine_cpus),
+                **config,
             )
         return self._info(container.attrs)
 

@@ -29,10 +29,11 @@ from typing import Literal
 import docker
 import docker.errors
 
-from agentcell.errors import DockerUnavailable, ImageBuildFailed
+from agentcell.errors import ImageBuildFailed
 from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
 from agentcell.progress import ProgressEvent, ProgressHook, no_progress
 from agentcell.sandbox.base import CELL_UID
+from agentcell.sandbox.docker.errors import translated
 from agentcell.sandbox.docker.profiles import Profile, load_profile
 from agentcell.sandbox.docker.rootfs import (
     ROOTFS_RECIPE,
@@ -123,20 +124,13 @@ def base_tag(profile: Profile) -> str:
     return f"{BASE_REPOSITORY}:{profile.name}-{_digest(parts)}"
 
 
-@contextlib.contextmanager
-def _docker_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except docker.errors.APIError as e:
-        raise ImageBuildFailed(
-            f"{what}: {e.explanation or e}", hint="see the Docker daemon's message above"
-        ) from e
-    except (docker.errors.DockerException, OSError) as e:
-        raise DockerUnavailable(f"{what}: cannot talk to Docker ({e})") from e
+def _docker_errors(action: str) -> contextlib.AbstractContextManager[None]:
+    """Image work the engine refuses is a failed build."""
+    return translated(action, ImageBuildFailed, hint="see the Docker daemon's message above")
 
 
 def _image_exists(client: docker.DockerClient, ref: str) -> bool:
-    with _docker_errors(f"inspecting {ref}"):
+    with _docker_errors(f"inspect {ref}"):
         try:
             client.images.get(ref)
         except docker.errors.ImageNotFound:
@@ -309,7 +303,7 @@ def _import(
         f"LABEL {LABEL_KIND}=base {LABEL_PROFILE}={profile}",
         'CMD ["bash"]',
     ]
-    with _docker_errors(f"docker import of {tarball}"):
+    with _docker_errors(f"import {tarball}"):
         client.api.import_image_from_file(str(tarball), repository=repo, tag=name, changes=changes)
     progress(ProgressEvent("import", f"imported {tag}"))
 
@@ -359,7 +353,7 @@ def _docker_build(
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     done: int | None = None
     total: int | None = None
-    with _docker_errors(f"docker build of {tag}"):
+    with _docker_errors(f"build {tag}"):
         stream = client.api.build(
             path=str(ctx), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True,
             pull=False, nocache=nocache, decode=True,
@@ -384,7 +378,7 @@ def _docker_build(
 def list_images(client: docker.DockerClient) -> list[ImageInfo]:
     """Our images (sandbox and base), newest first."""
     found: list[ImageInfo] = []
-    with _docker_errors("listing images"):
+    with _docker_errors("list images"):
         images = client.images.list(filters={"label": LABEL_PROFILE})
     for img in images:
         labels = img.labels or {}

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
+from agentcell.sandbox.docker.errors import translated
 from agentcell.sandbox.docker.images import (
     LABEL_PROFILE,
-    _docker_errors,
     base_tag,
     image_tag,
 )
@@ -42,7 +42,7 @@ def prune_images(
     """Remove our images that nothing needs; ``keep``: more tags or ids to keep (e.g. the
     configured ``AGENTCELL_IMAGE``); ``label``: only images that also carry this label."""
     kept_refs = current_tags() | set(keep)
-    with _docker_errors("listing images"):
+    with translated("list images"):
         filters = {"label": [LABEL_PROFILE, *([label] if label else [])]}
         ours = client.images.list(filters=filters)
         used = {c.attrs.get("Image", "") for c in client.containers.list(all=True)}
@@ -51,12 +51,20 @@ def prune_images(
         refs = {image.id, image.short_id, *image.tags}
         if refs & kept_refs or image.id in used:
             continue
-        if not dry_run:
-            try:
-                client.images.remove(image.id, noprune=False)
-            except docker.errors.APIError as e:
-                if e.status_code == 409:  # a parent of a kept image, or used meanwhile
-                    continue
-                raise
+        if not dry_run and not _remove(client, image.id):
+            continue
         removed.append(Pruned(image.id, tuple(image.tags), int(image.attrs.get("Size", 0))))
     return removed
+
+
+def _remove(client: docker.DockerClient, image_id: str) -> bool:
+    """Whether the image went; one still needed (a parent of a kept image, or used meanwhile)
+    stays, and that is no error."""
+    with translated(f"remove image {image_id}"):
+        try:
+            client.images.remove(image_id, noprune=False)
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                return False
+            raise
+    return True

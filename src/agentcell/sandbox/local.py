@@ -1,0 +1,204 @@
+"""``LocalCells``: the ``CellService`` of cells on this host, over a ``CellManager``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from types import TracebackType
+
+from agentcell.config import Settings
+from agentcell.errors import AgentcellError
+from agentcell.executor.client import ExecResult
+from agentcell.executor.protocol import Entries, Entry, Exit, Language, Output, Process
+from agentcell.sandbox.audit import ExecAudit
+from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.manager import CellManager
+from agentcell.sandbox.placements import Placements
+from agentcell.sandbox.service import (
+    READ_BYTES_MAX,
+    CellCounters,
+    CellHealth,
+    CellProfile,
+    CellService,
+    CellStatus,
+    ReapReport,
+)
+
+
+def status_of(cell: Cell) -> CellStatus:
+    return CellStatus(
+        owner=cell.owner,
+        cell_id=cell.cell_id,
+        container_id=cell.container_id,
+        state=cell.state,
+        active=cell.active,
+        created_at=cell.created_at,
+        last_active_at=cell.last_active_at,
+    )
+
+
+class LocalCells(CellService):
+    """Cells in this process. ``async with`` starts the manager and closes it."""
+
+    def __init__(self, manager: CellManager) -> None:
+        self.manager = manager
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        exec_audit: ExecAudit | None = None,
+        placements: Placements | None = None,
+    ) -> LocalCells:
+        """Cells on the backend the settings choose; every exec recorded in ``exec_audit``;
+        owners' cells placed in ``placements`` (default: a JSON file in the data dir)."""
+        return cls(CellManager(settings, exec_audit=exec_audit, placements=placements))
+
+    async def __aenter__(self) -> LocalCells:
+        await self.manager.start()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.manager.close()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def ensure(self, owner: str) -> CellStatus:
+        return status_of(await self.manager.ensure(owner))
+
+    async def status(self, owner: str) -> CellStatus | None:
+        cell = self.manager.get(owner)
+        return None if cell is None else status_of(cell)
+
+    async def restart(self, owner: str) -> CellStatus:
+        return status_of(await self.manager.restart(owner))
+
+    async def remove(self, owner: str, *, delete_workspace: bool = False) -> None:
+        await self.manager.remove(owner, delete_workspace=delete_workspace)
+
+    @asynccontextmanager
+    async def using(self, owner: str) -> AsyncIterator[None]:
+        cell = await self.manager.ensure(owner)
+        async with cell.using():
+            yield
+
+    # --- code ------------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        owner: str,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> ExecResult:
+        cell = await self.manager.ensure(owner)
+        return await cell.exec(
+            code,
+            language,
+            context=context,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            env=env,
+            background=background,
+        )
+
+    async def stream(
+        self,
+        owner: str,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> AsyncGenerator[Output | Exit, None]:
+        cell = await self.manager.ensure(owner)
+        events = cell.stream(
+            code,
+            language,
+            context=context,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            env=env,
+            background=background,
+        )
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    async def interrupt(self, owner: str, context: str = "default") -> None:
+        await (await self.manager.ensure(owner)).interrupt(context)
+
+    async def processes(self, owner: str) -> list[Process]:
+        return await (await self.manager.ensure(owner)).processes()
+
+    async def kill_process(self, owner: str, pid: int) -> None:
+        await (await self.manager.ensure(owner)).kill_process(pid)
+
+    # --- files -----------------------------------------------------------------------------
+
+    async def list_files(self, owner: str, path: str = ".") -> list[Entry]:
+        return await (await self.manager.ensure(owner)).files.list(path)
+
+    async def list_page(
+        self, owner: str, path: str = ".", limit: int = 0, cursor: str = ""
+    ) -> Entries:
+        return await (await self.manager.ensure(owner)).files.page(path, limit, cursor)
+
+    async def read_bytes(self, owner: str, path: str, max_bytes: int = READ_BYTES_MAX) -> bytes:
+        return await (await self.manager.ensure(owner)).files.read_bytes(path, max_bytes)
+
+    async def read(self, owner: str, path: str, max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        chunks = (await self.manager.ensure(owner)).files.read(path, max_bytes)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def zip(
+        self, owner: str, path: str = ".", max_bytes: int = 0
+    ) -> AsyncGenerator[bytes, None]:
+        chunks = (await self.manager.ensure(owner)).files.zip(path, max_bytes)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def write(self, owner: str, path: str, data: bytes | AsyncIterable[bytes]) -> int:
+        return await (await self.manager.ensure(owner)).files.write(path, data)
+
+    async def delete(self, owner: str, path: str, *, recursive: bool = False) -> None:
+        await (await self.manager.ensure(owner)).files.delete(path, recursive=recursive)
+
+    # --- the operator's -----------------------------------------------------------------
+
+    async def profile(self) -> CellProfile:
+        s = self.manager.settings
+        return CellProfile(image=self.manager.image, limits=s.limits, network=s.network)
+
+    async def overview(self) -> list[CellStatus]:
+        return [status_of(c) for c in self.manager.cells()]
+
+    async def reap(self) -> ReapReport:
+        return await self.manager.reap()
+
+    async def health(self) -> CellHealth:
+        backend = self.manager.backend
+        try:
+            await asyncio.to_thread(backend.ping)
+            ok = True
+        except AgentcellError:
+            ok = False
+        return CellHealth(backend=ok, storage_quota=backend.features.storage_quota)
+
+    async def counters(self) -> CellCounters:
+        return CellCounters(reaper_errors=self.manager.reaper.errors)

@@ -1,0 +1,319 @@
+"""``CellService``: how everything above the sandbox layer reaches a user's cell.
+
+Services, the agent, the API and the coming jobs, web page and MCP all go through it; only
+``sandbox`` itself knows managers, backends, containers and sockets. It is implemented
+in-process today (``sandbox.local.LocalCells``, over the ``CellManager``); an agentcell node on
+another host (DESIGN §13) implements the same methods over the network, so nothing it takes or
+returns is a live object: owner ids, plain values (frozen dataclasses, the executor's protocol
+messages) and ``agentcell.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from agentcell.config import CellLimits, NetworkPolicy
+from agentcell.executor.client import ExecResult
+from agentcell.executor.protocol import Entries, Entry, Exit, Language, Output, Process
+from agentcell.sandbox.base import CellState
+
+READ_BYTES_MAX = 64 * 1024 * 1024  # what read_bytes holds in memory unless told otherwise
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """One cell as it is now."""
+
+    owner: str  # "" for a cell waiting in the warm pool
+    cell_id: str
+    container_id: str  # the backend's opaque id of the cell's container; "" when it has none
+    state: CellState
+    active: int  # calls and streams in flight
+    created_at: float  # unix seconds
+    last_active_at: float
+
+
+@dataclass(frozen=True)
+class CellProfile:
+    """What every cell gets here."""
+
+    image: str
+    limits: CellLimits
+    network: NetworkPolicy
+
+
+@dataclass(frozen=True)
+class CellHealth:
+    backend: bool  # the engine answers
+    storage_quota: bool  # workspaces are size-capped (false: one user can fill the disk)
+
+
+@dataclass(frozen=True)
+class CellCounters:
+    reaper_errors: int  # reaper rounds that failed (each is logged; the reaper goes on)
+
+
+@dataclass
+class ReapReport:
+    paused: int = 0
+    stopped: int = 0
+    removed: int = 0
+    died: int = 0
+
+
+class CellService(Protocol):
+    """A user's cell, by owner id.
+
+    Every call on an owner's cell creates it on first use (from the warm pool when one is
+    ready) and wakes it from any tier, so callers never manage lifecycle; a call or stream in
+    flight keeps the cell from going idle. Errors are ``agentcell.errors``: ``InvalidRequest``
+    (bad language or timeout), ``HostMemoryFull`` (no room to start the cell), ``CellDied`` /
+    ``CellOutOfMemory`` (the cell died and was recreated: python state is gone, files are kept;
+    retry), ``CellStuck``, ``DockerUnavailable``; the file calls also ``PathNotFound``,
+    ``InvalidPath``, ``FileTooLarge``, ``WorkspaceFull``, ``UnsupportedFileType``. Paths are
+    relative to the workspace; the cell resolves them and never follows a link out of it.
+
+    Coming, on this same interface (not built yet):
+    - jobs (DESIGN §9): ``start_job(owner, spec) -> JobStatus``, ``job_status``, ``cancel_job``
+      and ``job_log(owner, job_id, offset) -> AsyncGenerator[bytes]`` (a log that resumes by
+      offset); a job keeps its cell from idling;
+    - terminals (§11): ``pty(owner, cols, rows) -> Duplex`` (bytes both ways, plus resize and
+      the exit code);
+    - port relay (§11): ``relay(owner, port) -> Duplex`` (a byte stream to ``127.0.0.1:port``
+      inside the cell) and ``ports(owner) -> list[int]``;
+    - egress (§10): ``egress(owner) -> AsyncIterator[Duplex]``, the connections the cell's
+      forwarder opens, for the proxy to check against the owner's policy.
+    ``Duplex`` will be a value with an ``AsyncIterator[bytes]`` each way, so it crosses a
+    network as well as a process.
+    """
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def ensure(self, owner: str) -> CellStatus:
+        """The owner's cell, created or woken: running when this returns."""
+        ...
+
+    async def status(self, owner: str) -> CellStatus | None:
+        """The owner's cell as it is; changes nothing. ``None``: the owner has no cell."""
+        ...
+
+    async def restart(self, owner: str) -> CellStatus:
+        """A fresh container (python state and background processes are gone), the same
+        workspace; running when this returns."""
+        ...
+
+    async def remove(self, owner: str, *, delete_workspace: bool = False) -> None:
+        """Remove the owner's container; the workspace too only when asked. Idempotent."""
+        ...
+
+    def using(self, owner: str) -> AbstractAsyncContextManager[None]:
+        """Hold the owner's cell busy (never paused, stopped or removed) for the block, as a
+        chat turn does between its tool calls; wakes it on entry."""
+        ...
+
+    # --- code ------------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        owner: str,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> ExecResult:
+        """Run code and collect its output. python keeps state per ``context``; processes it
+        leaves running are killed at its end unless ``background``. ``timeout_s``/``output_limit``
+        ``None``: the deployment's default; a limit above the deployment's is lowered to it.
+        A non-zero exit, a timeout or cut output is a result, not an error. Audited."""
+        ...
+
+    def stream(
+        self,
+        owner: str,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> AsyncGenerator[Output | Exit, None]:
+        """As ``exec``, yielding output as it comes and the ``Exit`` last. Closing the
+        generator early stops the code."""
+        ...
+
+    async def interrupt(self, owner: str, context: str = "default") -> None:
+        """Stop what runs in the python context (its state is kept). Nothing running: no-op."""
+        ...
+
+    async def processes(self, owner: str) -> list[Process]:
+        """The processes background execs kept running."""
+        ...
+
+    async def kill_process(self, owner: str, pid: int) -> None:
+        """Kill a kept process and everything under it; ``NotFound`` if it is not one."""
+        ...
+
+    # --- files -----------------------------------------------------------------------------
+
+    async def list_files(self, owner: str, path: str = ".") -> list[Entry]:
+        """Every entry of a folder (or the one file)."""
+        ...
+
+    async def list_page(
+        self, owner: str, path: str = ".", limit: int = 0, cursor: str = ""
+    ) -> Entries:
+        """One page of a folder's entries by name; pass ``next_cursor`` back for the next
+        (``limit`` 0: the executor's page size)."""
+        ...
+
+    async def read_bytes(self, owner: str, path: str, max_bytes: int = READ_BYTES_MAX) -> bytes:
+        """A whole file; larger than ``max_bytes``: ``FileTooLarge``."""
+        ...
+
+    def read(self, owner: str, path: str, max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        """A file in chunks; ``FileTooLarge`` before any data when larger than ``max_bytes``
+        (0: no limit)."""
+        ...
+
+    def zip(self, owner: str, path: str = ".", max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        """A ZIP of a folder, made inside the cell as it streams (links and special files left
+        out); ``FileTooLarge`` first when its files add up to more than ``max_bytes``."""
+        ...
+
+    async def write(self, owner: str, path: str, data: bytes | AsyncIterable[bytes]) -> int:
+        """Replace the file atomically (parents are made); the bytes written. An error while
+        ``data`` streams leaves the old file as it was."""
+        ...
+
+    async def delete(self, owner: str, path: str, *, recursive: bool = False) -> None:
+        """Delete a file, or a folder (non-empty only when ``recursive``)."""
+        ...
+
+    # --- the operator's -----------------------------------------------------------------
+
+    async def profile(self) -> CellProfile:
+        """What every cell gets: image, limits, network policy."""
+        ...
+
+    async def overview(self) -> list[CellStatus]:
+        """Every cell, pooled ones (owner "") included."""
+        ...
+
+    async def reap(self) -> ReapReport:
+        """Apply the idle tiers now (they also apply on their own, periodically)."""
+        ...
+
+    async def health(self) -> CellHealth:
+        """Whether cells can run; never raises."""
+        ...
+
+    async def counters(self) -> CellCounters:
+        """Totals since start, for /metrics."""
+        ...
+
+
+@dataclass(frozen=True)
+class CellHandle:
+    """One owner's cell through a ``CellService``: the owner bound to its calls, for code that
+    works in one user's cell (the agent's tools). Holds no connection and no state."""
+
+    service: CellService
+    owner: str
+
+    @property
+    def files(self) -> CellFilesHandle:
+        return CellFilesHandle(self.service, self.owner)
+
+    def using(self) -> AbstractAsyncContextManager[None]:
+        return self.service.using(self.owner)
+
+    async def exec(
+        self,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> ExecResult:
+        return await self.service.exec(
+            self.owner,
+            code,
+            language,
+            context=context,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            env=env,
+            background=background,
+        )
+
+    def stream(
+        self,
+        code: str,
+        language: Language = "python",
+        *,
+        context: str = "default",
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        background: bool = False,
+    ) -> AsyncGenerator[Output | Exit, None]:
+        return self.service.stream(
+            self.owner,
+            code,
+            language,
+            context=context,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            env=env,
+            background=background,
+        )
+
+    async def interrupt(self, context: str = "default") -> None:
+        await self.service.interrupt(self.owner, context)
+
+    async def processes(self) -> list[Process]:
+        return await self.service.processes(self.owner)
+
+    async def kill_process(self, pid: int) -> None:
+        await self.service.kill_process(self.owner, pid)
+
+
+@dataclass(frozen=True)
+class CellFilesHandle:
+    """The owner's workspace, through a ``CellService``."""
+
+    service: CellService
+    owner: str
+
+    async def list(self, path: str = ".") -> list[Entry]:
+        return await self.service.list_files(self.owner, path)
+
+    async def page(self, path: str = ".", limit: int = 0, cursor: str = "") -> Entries:
+        return await self.service.list_page(self.owner, path, limit, cursor)
+
+    async def read_bytes(self, path: str, max_bytes: int = READ_BYTES_MAX) -> bytes:
+        return await self.service.read_bytes(self.owner, path, max_bytes)
+
+    def read(self, path: str, max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        return self.service.read(self.owner, path, max_bytes)
+
+    def zip(self, path: str = ".", max_bytes: int = 0) -> AsyncGenerator[bytes, None]:
+        return self.service.zip(self.owner, path, max_bytes)
+
+    async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:
+        return await self.service.write(self.owner, path, data)
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        await self.service.delete(self.owner, path, recursive=recursive)
