@@ -32,6 +32,7 @@ class Roster:
     owned: dict[str, Cell] = field(default_factory=dict)
     pool: list[Cell] = field(default_factory=list)
     starting: set[str] = field(default_factory=set)  # cell ids admitted: their memory counts
+    making_room: int = 0  # owners' admissions waiting for room: the pool takes none meanwhile
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def all(self) -> list[Cell]:
@@ -233,20 +234,29 @@ class Lifecycle:
         cells are stopped); refuse when the host has no room. Pool cells never evict."""
         need = self.settings.limits.memory_mb
         budget = memory_budget_mb(self.settings)
-        while budget is not None and self.committed_mb() + need > budget:
-            if not cell.owner or not await self._make_room(cell):
-                if cell.owner:
-                    log.warning(
-                        "admission: no memory for the cell of %r; raise AGENTCELL_HOST_MEMORY_MB "
-                        "or lower AGENTCELL_LIMITS__MEMORY_MB if the host has room",
-                        cell.owner,
-                    )
-                raise HostMemoryFull(
-                    f"the host has no memory for another cell: {self.committed_mb()} of "
-                    f"{budget} MiB are promised to running cells, and this one needs {need} MiB",
-                    hint="retry in a few minutes, when other cells have gone idle",
-                )
+        if not cell.owner and budget is not None and self.roster.making_room:
+            raise HostMemoryFull("an owner's cell is waiting for room")  # theirs, not the pool's
+        self.roster.making_room += bool(cell.owner)
+        try:
+            while budget is not None and self.committed_mb() + need > budget:
+                if not cell.owner or not await self._make_room(cell):
+                    raise self._full(cell, budget, need)
+        finally:
+            self.roster.making_room -= bool(cell.owner)
         self.roster.starting.add(cell.cell_id)
+
+    def _full(self, cell: Cell, budget: int, need: int) -> HostMemoryFull:
+        if cell.owner:
+            log.warning(
+                "admission: no memory for the cell of %r; raise AGENTCELL_HOST_MEMORY_MB "
+                "or lower AGENTCELL_LIMITS__MEMORY_MB if the host has room",
+                cell.owner,
+            )
+        return HostMemoryFull(
+            f"the host has no memory for another cell: {self.committed_mb()} of "
+            f"{budget} MiB are promised to running cells, and this one needs {need} MiB",
+            hint="retry in a few minutes, when other cells have gone idle",
+        )
 
     async def _make_room(self, keep: Cell) -> bool:
         roster = self.roster

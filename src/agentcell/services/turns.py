@@ -22,7 +22,13 @@ from agentcell.agent.events import AgentEvent, Done, Failed, Text
 from agentcell.agent.models import build_model
 from agentcell.agent.runner import STOPPED, Turn
 from agentcell.config import Settings
-from agentcell.errors import AgentcellError, Conflict, InvalidRequest, ModelNotConfigured
+from agentcell.errors import (
+    AgentcellError,
+    Conflict,
+    InvalidRequest,
+    ModelNotConfigured,
+    error_classes,
+)
 from agentcell.sandbox.service import CellHandle, CellService
 from agentcell.services.audit import Audit
 from agentcell.store import Store
@@ -50,21 +56,11 @@ def display(event: AgentEvent) -> dict[str, Any]:
 def failure(event: Failed) -> AgentcellError:
     """A Failed event as the error to raise: the status of our error class with that code
     (``model_not_configured``...), else 502, the agent's upstream failed."""
-    status = 409 if event.code == STOPPED else _statuses().get(event.code, 502)
+    known = error_classes().get(event.code)
+    status = 409 if event.code == STOPPED else known.status_code if known else 502
     error = AgentcellError(event.message, hint=event.hint or None)
     error.code, error.status_code = event.code, status
     return error
-
-
-def _statuses() -> dict[str, int]:
-    found: dict[str, int] = {}
-    todo: list[type[AgentcellError]] = [AgentcellError]
-    while todo:
-        cls = todo.pop(0)
-        if "code" in vars(cls):
-            found.setdefault(cls.code, cls.status_code)
-        todo.extend(cls.__subclasses__())
-    return found
 
 
 class ChatTurn:
