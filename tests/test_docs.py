@@ -4,13 +4,18 @@ commands exist."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agentcell.cli import build_parser
 from agentcell.config import CellLimits, Settings
+from tests.conftest import RUN_ID, TEST_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -89,3 +94,25 @@ def test_every_cli_command_is_in_the_readme(command: str) -> None:
         if any(s in readme for s in spelled):
             return
     pytest.fail(f"document agentcell {command} in the README")
+
+
+@pytest.mark.docker
+def test_the_readme_python_example_runs(tmp_path: Path, minimal_image: str) -> None:
+    """The README's "Cells from Python" block, run as a user would, on its own data dir."""
+    block = README.split("## Cells from Python, without the server", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {
+        **os.environ,
+        "AGENTCELL_DATA_DIR": str(tmp_path / "data"),
+        "AGENTCELL_INSTANCE_ID": f"test-{RUN_ID}-readme",
+        "AGENTCELL_LABELS": json.dumps({TEST_LABEL: RUN_ID}),
+        "AGENTCELL_IMAGE": minimal_image,
+        "AGENTCELL_POOL_SIZE": "0",
+        "AGENTCELL_LIMITS__WORKSPACE_MB": "64",
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("42\n"), ran.stdout
+    assert "hello.txt" in ran.stdout
