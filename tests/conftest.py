@@ -29,8 +29,10 @@ from agentcell.sandbox.docker.backend import LABEL_INSTANCE
 from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.workspaces import Workspaces
+from tests.gvisor import runsc_engine_url
 from tests.scripted import Scripted, echo
 
+__all__ = ["runsc_engine_url"]  # a fixture of the gVisor cases (tests/gvisor.py)
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "agentcell.test"
 _instances = itertools.count()

@@ -7,7 +7,6 @@ A backend is a fixture ``<name>_executor`` that yields an object with a ``client
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,13 +19,13 @@ import docker
 import pytest
 
 from agentcell.config import RUNSC_PIDS, CellLimits
-from agentcell.errors import ExecutorUnreachable
+from agentcell.errors import ExecutorError, ExecutorUnreachable
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import CellSpec
 from agentcell.sandbox.docker.backend import CELL_UID, host_config
 from tests.conftest import RUN_ID, TEST_LABEL
-from tests.gvisor import apply_xfails, runsc_engine
+from tests.gvisor import apply_xfails
 
 BACKENDS = [
     "host",
@@ -113,9 +112,14 @@ class DockerExecutor:
     async def revive(self) -> None:
         """Start the cell again if a case took it down (under gVisor an out-of-memory kill
         does), so that one case does not fail the module's later ones."""
-        if not self.alive():
-            self.container.start()
-            await wait_ready(self.client, self.alive)
+        try:
+            await self.client.ping()
+            return
+        except ExecutorError:
+            pass
+        await asyncio.to_thread(self.container.wait, timeout=60)  # until the engine saw it die
+        self.container.start()
+        await wait_ready(self.client, self.alive)
 
 
 async def start_cell(
@@ -146,9 +150,10 @@ async def start_cell(
 
 
 @pytest.fixture(scope="module")
-def runsc_client(minimal_image: str) -> Iterator[docker.DockerClient]:
-    with runsc_engine(minimal_image) as engine, contextlib.closing(engine.client()) as client:
-        yield client
+def runsc_client(runsc_engine_url: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=runsc_engine_url, version="auto", timeout=120)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from agentcell.errors import (
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.contexts import MAX_CONTEXTS
 from agentcell.executor.protocol import CHUNK_BYTES, VERSION, Exec, Exit, Language, Output
+from tests.gvisor import OOM_KILLS_THE_SANDBOX
 
 # Prints "dead" once the process whose pid is in ./bg.pid is gone (or a zombie about to be
 # reaped), "alive" if it is not within 5 s. Python, polling: no process started per look.
@@ -45,11 +46,6 @@ print('dead')
 
 
 HOG = 'chunks = [b"x" * 2**26 for _ in range(10**6)]'  # touched pages, until the OOM killer comes
-OOM_KILLS_THE_SANDBOX = (
-    "runsc: a gVisor cell's memory limit is the host's memory cgroup, in which the whole sandbox "
-    "is one process (the Sentry holds all of the cell's memory), so the host's OOM killer kills "
-    "the sandbox, not the process that ran out: the executor hangs up"
-)
 
 
 OPENED: set[str] = set()  # python contexts to close after the case: a cell's memory is small

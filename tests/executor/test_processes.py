@@ -11,6 +11,7 @@ from agentcell.errors import ExecutorUnreachable, PathNotFound
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import Exec
 from tests.executor.test_executor import GONE, _close_contexts, fresh, py, sh
+from tests.gvisor import FORK_BOMB_KILLS_THE_SANDBOX, NO_SUBREAPER
 from tests.waiting import until
 
 __all__ = ["_close_contexts"]  # autouse here too: contexts opened by py() are closed
@@ -22,11 +23,6 @@ SHELL_LEFTOVERS = {
     "double fork": "(sleep 300 & echo $! > bg.pid) &",
     "nohup": "nohup sleep 300 > /dev/null 2>&1 & echo $! > bg.pid",
 }
-FORK_BOMB_KILLS_THE_SANDBOX = (
-    "runsc (ptrace platform): the host's pids limit counts gVisor's own threads, a stub process "
-    "per cell process with a thread per Sentry thread; a fork bomb reaches it inside the Sentry, "
-    "which panics (google/gvisor#2490), and the whole cell dies"
-)
 PYTHON_LEFTOVERS = {
     "popen": (
         "import subprocess\n"
@@ -52,10 +48,6 @@ PYTHON_LEFTOVERS = {
 HIDDEN = (
     '{ until [ "$(tr "\\0" " " < /proc/$(cat bg.pid)/cmdline)" = "sleep 300 " ];'
     " do sleep 0.01; done; } 2>/dev/null"
-)
-NO_SUBREAPER = (
-    "runsc refuses PR_SET_CHILD_SUBREAPER (EINVAL; google/gvisor#2323): an orphan goes to PID 1, "
-    "out of the executor's tree, and one in a session of its own (setsid) outlives its exec"
 )
 NEEDS_A_SUBREAPER = pytest.mark.gvisor_xfail(reason=NO_SUBREAPER, raises=AssertionError)
 
