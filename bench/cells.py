@@ -1,12 +1,14 @@
 """Cell benchmarks (DESIGN §8, the rows that need no HTTP), beside docker baselines of the same run.
 
-Usage: scripts/bench [--quick]. Prints one table: p50/p95/p99 in ms, and ratios to the baselines.
+Usage: scripts/bench cells [--quick] [--gvisor-only]. Prints a table: p50/p95/p99 in ms, and
+ratios to the baselines; then gVisor's rows beside runc's, where runsc can run (bench/gvisor.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -16,13 +18,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 from rich.console import Console
 from rich.table import Table
 
 from agentcell.config import CellLimits, Settings
 from agentcell.executor.protocol import Output
 from agentcell.sandbox.base import CellState
+from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.manager import CellManager
+from bench import gvisor
 
 console = Console(width=200)
 LABELS = {"agentcell.bench": "1"}
@@ -260,7 +265,21 @@ def render(rows: list[Row], docker_run: Row, docker_exec: Row) -> None:
     console.print(table)
 
 
-async def main(quick: bool) -> None:
+async def gvisor_section(image: str, quick: bool) -> None:
+    if reason := gvisor.why_not():
+        console.print(f"gVisor rows skipped: {reason}")
+        return
+    console.print("gVisor beside runc…")
+    n, execs = (5, 200) if quick else (20, 1000)
+    gvisor.render(console, await gvisor.gvisor_rows(image, n, execs))
+
+
+async def main(quick: bool, gvisor_only: bool) -> None:
+    if gvisor_only:
+        with contextlib.closing(docker.from_env()) as client:
+            image = ensure_image(client, "minimal", lambda _event: None)
+        await gvisor_section(image, quick)
+        return
     n = 5 if quick else 20
     with tempfile.TemporaryDirectory(prefix="agentcell-bench-") as tmp:
         root = Path(tmp)
@@ -300,9 +319,12 @@ async def main(quick: bool) -> None:
         console.print("new users…")
         rows += await new_user_rows(root, n)
     render(rows, docker_run, docker_exec)
+    await gvisor_section(m.image, quick)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, 10 users")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--gvisor-only", action="store_true", help="only the gVisor rows")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.gvisor_only))

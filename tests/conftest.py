@@ -32,8 +32,10 @@ from agentcell.sandbox.docker.images import ensure_image
 from agentcell.sandbox.docker.workspaces import Workspaces
 from agentcell.sandbox.manager import CellManager
 from tests import postgres
+from tests.gvisor import runsc_engine_url
 from tests.scripted import Scripted, echo
 
+__all__ = ["runsc_engine_url"]  # a fixture of the gVisor cases (tests/gvisor.py)
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "agentcell.test"
 _instances = itertools.count()

@@ -7,13 +7,26 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageProfile = Literal["minimal", "full"]
 NetworkPolicy = Literal["none"]
 """What a cell may reach: ``none`` (no interface at all). The egress proxy (DESIGN §10) adds
 ``allowlist`` and ``public``; a backend maps the policy onto its own mechanism."""
+
+# Under gVisor's ptrace platform the host's pids limit counts runsc's own threads too (its Go
+# runtime's, and a stub thread per Sentry thread for each process): about 220 at rest. At the
+# limit the Sentry panics and the whole cell dies (google/gvisor#2490, #3942).
+RUNSC_PIDS = 1024
 
 
 def _default_data_dir() -> Path:
@@ -198,6 +211,13 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _room_for_runsc(self) -> Settings:
+        """A runsc cell whose pids limit was not set gets room for gVisor's threads."""
+        if self.runtime == "runsc" and "pids" not in self.limits.model_fields_set:
+            self.limits = self.limits.model_copy(update={"pids": RUNSC_PIDS})
+        return self
 
     @property
     def instance(self) -> str:

@@ -1,7 +1,8 @@
 """Executor fixtures. ``executor`` is the client the shared cases in test_executor.py use; it is
 parametrized by backend, so the same cases run against the server on the host and in a real,
 hardened cell (a container made as the Docker backend makes cells, with a small memory limit).
-A backend is a fixture ``<name>_executor`` that yields an object with a ``client`` attribute."""
+A backend is a fixture ``<name>_executor`` that yields an object with a ``client`` attribute;
+``executor_backend`` is the one a case runs against."""
 
 from __future__ import annotations
 
@@ -17,20 +18,22 @@ from pathlib import Path
 import docker
 import pytest
 
-from agentcell.config import CellLimits
-from agentcell.errors import ExecutorUnreachable
+from agentcell.config import RUNSC_PIDS, CellLimits
+from agentcell.errors import ExecutorError, ExecutorUnreachable
 from agentcell.executor.client import ExecutorClient
 from agentcell.executor.protocol import SOCKET_NAME
 from agentcell.sandbox.base import CELL_UID, CellSpec
 from agentcell.sandbox.docker.backend import Mounts, host_config
 from tests.conftest import RUN_ID, TEST_LABEL
-from tests.engines import private_engine
+from tests.gvisor import apply_xfails
 
 BACKENDS = [
     "host",
     pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("gvisor", marks=[pytest.mark.docker, pytest.mark.slow]),
 ]
 START_TIMEOUT_S = 15.0
+CELL_LIMITS = CellLimits(memory_mb=256, workspace_mb=0)
 
 
 async def wait_ready(client: ExecutorClient, alive: Callable[[], bool]) -> None:
@@ -102,33 +105,29 @@ class DockerExecutor:
     client: ExecutorClient
     container: docker.models.containers.Container
 
+    def alive(self) -> bool:
+        self.container.reload()
+        return bool(self.container.status in ("created", "running"))
 
-RUNSC = "/usr/bin/runsc"
-# Cells have no network (runsc refuses Docker's "none" netns unless told); the executor binds its
-# socket on a host mount, which gVisor allows only with --host-uds=create.
-RUNSC_RUNTIME = {"path": RUNSC, "runtimeArgs": ["--network=none", "--host-uds=create"]}
-
-
-@pytest.fixture(scope="module")
-def runsc_client(minimal_image: str) -> Iterator[docker.DockerClient]:
-    """A private engine with gVisor registered (the machine's engine is never reconfigured)."""
-    if not Path(RUNSC).exists():
-        pytest.skip(
-            "gVisor needs /usr/bin/runsc: AGENTCELL_RUNTIME=runsc scripts/setup installs it"
-        )
-    with private_engine(minimal_image, {"runtimes": {"runsc": RUNSC_RUNTIME}}) as engine:
-        client = engine.client()
+    async def revive(self) -> None:
+        """Start the cell again if a case took it down (under gVisor an out-of-memory kill
+        does), so that one case does not fail the module's later ones."""
         try:
-            client.containers.run(minimal_image, ["true"], entrypoint=[], runtime="runsc",
-                                  network_mode="none", remove=True)  # fmt: skip
-        except docker.errors.DockerException as exc:
-            pytest.skip(f"runsc cannot run containers here: {exc}")
-        yield client
-        client.close()
+            await self.client.ping()
+            return
+        except ExecutorError:
+            pass
+        await asyncio.to_thread(self.container.wait, timeout=60)  # until the engine saw it die
+        self.container.start()
+        await wait_ready(self.client, self.alive)
 
 
 async def start_cell(
-    tmp_path_factory: pytest.TempPathFactory, client: docker.DockerClient, image: str, runtime: str
+    tmp_path_factory: pytest.TempPathFactory,
+    client: docker.DockerClient,
+    image: str,
+    runtime: str,
+    limits: CellLimits = CELL_LIMITS,
 ) -> AsyncIterator[DockerExecutor]:
     if os.geteuid() not in (0, CELL_UID):
         pytest.skip("the cell's socket is private to uid 1000: run as root or as uid 1000")
@@ -138,7 +137,6 @@ async def start_cell(
         path.mkdir()
         if os.geteuid() == 0:
             os.chown(path, CELL_UID, CELL_UID)
-    limits = CellLimits(memory_mb=256, workspace_mb=0)
     spec = CellSpec(f"exec-{RUN_ID}", "", image, limits, runtime=runtime)
     container = client.containers.run(
         image,
@@ -147,23 +145,27 @@ async def start_cell(
         **host_config(spec, Mounts(workspace, control)),
     )
     try:
-        executor = ExecutorClient(control)
-
-        def alive() -> bool:
-            container.reload()
-            return bool(container.status in ("created", "running"))
-
-        await wait_ready(executor, alive)
-        yield DockerExecutor(executor, container)
+        cell = DockerExecutor(ExecutorClient(control), container)
+        await wait_ready(cell.client, cell.alive)
+        yield cell
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def runsc_client(runsc_engine_url: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=runsc_engine_url, version="auto", timeout=120)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")
 async def gvisor_executor(
     tmp_path_factory: pytest.TempPathFactory, runsc_client: docker.DockerClient, minimal_image: str
 ) -> AsyncIterator[DockerExecutor]:
-    async for cell in start_cell(tmp_path_factory, runsc_client, minimal_image, "runsc"):
+    """A gVisor cell, with the pids limit the server gives runsc cells (config.RUNSC_PIDS)."""
+    limits = CELL_LIMITS.model_copy(update={"pids": RUNSC_PIDS})
+    async for cell in start_cell(tmp_path_factory, runsc_client, minimal_image, "runsc", limits):
         yield cell
 
 
@@ -178,7 +180,15 @@ async def docker_executor(
 
 
 @pytest.fixture(params=BACKENDS)
-def executor(request: pytest.FixtureRequest) -> ExecutorClient:
-    backend = request.getfixturevalue(f"{request.param}_executor")
-    client: ExecutorClient = backend.client
-    return client
+def executor_backend(request: pytest.FixtureRequest) -> HostExecutor | DockerExecutor:
+    backend: HostExecutor | DockerExecutor = request.getfixturevalue(f"{request.param}_executor")
+    if request.param == "gvisor":
+        apply_xfails(request)
+    return backend
+
+
+@pytest.fixture
+async def executor(executor_backend: HostExecutor | DockerExecutor) -> ExecutorClient:
+    if isinstance(executor_backend, DockerExecutor):
+        await executor_backend.revive()
+    return executor_backend.client

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from agentcell.errors import PathNotFound
+from agentcell.errors import ExecutorUnreachable, PathNotFound
 from agentcell.executor.client import ExecutorClient
+from agentcell.executor.protocol import Exec
 from tests.executor.test_executor import GONE, _close_contexts, fresh, py, sh
+from tests.gvisor import FORK_BOMB_KILLS_THE_SANDBOX, NO_SUBREAPER
 from tests.waiting import until
 
 __all__ = ["_close_contexts"]  # autouse here too: contexts opened by py() are closed
@@ -32,39 +34,56 @@ PYTHON_LEFTOVERS = {
         "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
         "open('bg.pid', 'w').write(str(p.pid))"
     ),
-    "double fork": (
-        "import os, subprocess, time\n"
-        "if os.fork() == 0:\n"
+    "double fork": (  # the sleep is orphaned by the time the code goes on
+        "import os, subprocess\n"
+        "if (middle := os.fork()) == 0:\n"
         "    os.setsid()\n"
         "    p = subprocess.Popen(['sleep', '300'])\n"
         "    open('bg.pid', 'w').write(str(p.pid))\n"
         "    os._exit(0)\n"
-        "while not os.path.exists('bg.pid'): time.sleep(0.01)"
+        "os.waitpid(middle, 0)"
     ),
 }
+# Waits until the leftover runs `sleep 300`: it has hidden by then (setsid, nohup are done).
+HIDDEN = (
+    '{ until [ "$(tr "\\0" " " < /proc/$(cat bg.pid)/cmdline)" = "sleep 300 " ];'
+    " do sleep 0.01; done; } 2>/dev/null"
+)
+NEEDS_A_SUBREAPER = pytest.mark.gvisor_xfail(reason=NO_SUBREAPER, raises=AssertionError)
 
-# Prints how many processes other than the executor and its python kernels live under the
-# executor (zombies count: they hold pids). Run as python: that context is one of the kernels.
+
+def leftovers(ways: dict[str, str], escaping: str) -> list[object]:
+    """The ways as params; the one that escapes PID 1's way without a subreaper is marked."""
+    return [
+        pytest.param(code, id=name, marks=[NEEDS_A_SUBREAPER] if name == escaping else [])
+        for name, code in ways.items()
+    ]
+
+
+# Prints the processes other than the executor and its python kernels under the executor (zombies
+# count: they hold pids). Run as python: that context is one of the kernels. Parents come from
+# /proc/<pid>/stat, which every kernel has (gVisor has no /proc/<pid>/task/<tid>/children).
 STRAYS = """
 import os
 root = os.getppid()
 me = open(f'/proc/{root}/cmdline', 'rb').read()
+kids = {}
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        stat = open(f'/proc/{pid}/stat', 'rb').read()
+    except OSError:
+        continue
+    kids.setdefault(int(stat[stat.rfind(b')') + 2:].split()[1]), []).append(int(pid))
 todo, strays = [root], []
 while todo:
-    parent = todo.pop()
-    for task in os.listdir(f'/proc/{parent}/task'):
+    for kid in kids.get(todo.pop(), []):
+        todo.append(kid)
         try:
-            kids = open(f'/proc/{parent}/task/{task}/children').read().split()
+            cmd = open(f'/proc/{kid}/cmdline', 'rb').read()
         except OSError:
             continue
-        for kid in map(int, kids):
-            todo.append(kid)
-            try:
-                cmd = open(f'/proc/{kid}/cmdline', 'rb').read()
-            except OSError:
-                continue
-            if cmd != me:
-                strays.append(cmd)
+        if cmd != me:
+            strays.append(cmd)
 print(strays)
 """
 
@@ -76,7 +95,7 @@ async def workdir(executor: ExecutorClient) -> str:
 
 
 async def assert_gone(executor: ExecutorClient, d: str) -> None:
-    assert (await executor.exec(sh(GONE, cwd=d, timeout_s=30))).stdout == "dead\n"
+    assert (await executor.exec(py(GONE, cwd=d, timeout_s=30))).stdout == "dead\n"
 
 
 async def assert_no_strays(executor: ExecutorClient) -> None:
@@ -88,10 +107,10 @@ async def assert_no_strays(executor: ExecutorClient) -> None:
     await until("only the executor and its kernels are left", none)
 
 
-@pytest.mark.parametrize("code", SHELL_LEFTOVERS.values(), ids=SHELL_LEFTOVERS.keys())
+@pytest.mark.parametrize("code", leftovers(SHELL_LEFTOVERS, "setsid"))
 async def test_shell_leftovers_die_at_the_end(executor: ExecutorClient, code: str) -> None:
     d = await workdir(executor)
-    result = await executor.exec(sh(f"{code}\nwhile [ ! -s bg.pid ]; do sleep 0.01; done", cwd=d))
+    result = await executor.exec(sh(f"{code}\n{HIDDEN}", cwd=d, timeout_s=30))
     assert result.exit_code == 0
     await assert_gone(executor, d)
 
@@ -99,12 +118,12 @@ async def test_shell_leftovers_die_at_the_end(executor: ExecutorClient, code: st
 @pytest.mark.parametrize("code", SHELL_LEFTOVERS.values(), ids=SHELL_LEFTOVERS.keys())
 async def test_shell_leftovers_die_at_a_timeout(executor: ExecutorClient, code: str) -> None:
     d = await workdir(executor)
-    result = await executor.exec(sh(f"{code}\nsleep 300", cwd=d, timeout_s=1))
+    result = await executor.exec(sh(f"{code}\n{HIDDEN}\nsleep 300", cwd=d, timeout_s=1))
     assert (result.timed_out, result.exit_code) == (True, 124)
     await assert_gone(executor, d)
 
 
-@pytest.mark.parametrize("code", PYTHON_LEFTOVERS.values(), ids=PYTHON_LEFTOVERS.keys())
+@pytest.mark.parametrize("code", leftovers(PYTHON_LEFTOVERS, "double fork"))
 async def test_python_leftovers_die_at_the_end(executor: ExecutorClient, code: str) -> None:
     d = await workdir(executor)
     ctx = fresh()
@@ -114,7 +133,7 @@ async def test_python_leftovers_die_at_the_end(executor: ExecutorClient, code: s
     assert (after.stdout, after.context_reset) == ("1\n", False)
 
 
-@pytest.mark.parametrize("code", PYTHON_LEFTOVERS.values(), ids=PYTHON_LEFTOVERS.keys())
+@pytest.mark.parametrize("code", leftovers(PYTHON_LEFTOVERS, "double fork"))
 async def test_python_leftovers_die_at_a_timeout(executor: ExecutorClient, code: str) -> None:
     d = await workdir(executor)
     result = await executor.exec(py(f"{code}\nimport time\ntime.sleep(300)", cwd=d, timeout_s=1))
@@ -138,6 +157,7 @@ async def test_a_child_that_finished_keeps_its_status_for_a_later_exec(
     assert (await executor.exec(py("print(p.wait())", ctx))).stdout == "3\n"
 
 
+@NEEDS_A_SUBREAPER
 async def test_a_dead_contexts_hidden_leftovers_are_swept(executor: ExecutorClient) -> None:
     d = await workdir(executor)
     code = PYTHON_LEFTOVERS["new session"] + "\nimport os\nos._exit(0)"
@@ -145,6 +165,7 @@ async def test_a_dead_contexts_hidden_leftovers_are_swept(executor: ExecutorClie
     await assert_gone(executor, d)
 
 
+@pytest.mark.gvisor_xfail(reason=NO_SUBREAPER)
 async def test_background_shell_processes_are_kept_listed_and_killable(
     executor: ExecutorClient,
 ) -> None:
@@ -157,7 +178,7 @@ async def test_background_shell_processes_are_kept_listed_and_killable(
         kept = {proc.pid: proc for proc in await executor.list_processes()}
         return pid in kept and kept[pid].command.endswith("sleep 300")
 
-    await until("the kept process runs sleep 300", execed)
+    await until("the kept process runs sleep 300", execed, timeout_s=10)
     listed = {proc.pid: proc for proc in await executor.list_processes()}
     assert listed[pid].origin == "shell"
     assert (await executor.exec(sh("true"))).exit_code == 0  # a later exec leaves it alone
@@ -191,6 +212,7 @@ async def test_killing_a_process_that_was_not_kept_is_refused(executor: Executor
 
 
 @pytest.mark.docker
+@pytest.mark.gvisor_xfail(reason=FORK_BOMB_KILLS_THE_SANDBOX, raises=ExecutorUnreachable)
 @pytest.mark.parametrize(
     "req",
     [
@@ -200,8 +222,11 @@ async def test_killing_a_process_that_was_not_kept_is_refused(executor: Executor
     ],
     ids=["shell, returns at once", "shell, until its timeout", "python"],
 )
-async def test_fork_bombs_leave_nothing_behind(docker_executor: object, req: object) -> None:
-    executor: ExecutorClient = docker_executor.client  # type: ignore[attr-defined]
-    await executor.exec(req)  # type: ignore[arg-type]
+async def test_fork_bombs_leave_nothing_behind(
+    executor: ExecutorClient, request: pytest.FixtureRequest, req: Exec
+) -> None:
+    if request.node.callspec.params.get("executor_backend") == "host":
+        pytest.skip("a fork bomb needs a cell's pids limit")
+    await executor.exec(req)
     assert (await executor.exec(sh("echo alive"))).stdout == "alive\n"
     await assert_no_strays(executor)

@@ -1,4 +1,6 @@
-"""Hostile code in a real cell: it is contained, and the cell (and its neighbours) keep working."""
+"""Hostile code in a real cell: it is contained, and the cell (and its neighbours) keep working.
+Every case runs in a runc cell and in a gVisor cell (slow: a private engine with runsc, one per
+module); what a gVisor cell fails by a limit of runsc is a strict xfail that names it."""
 
 from __future__ import annotations
 
@@ -8,18 +10,53 @@ from pathlib import Path
 
 import pytest
 
-from agentcell.errors import CellDied, CellOutOfMemory, CellStuck, WorkspaceFull
+from agentcell.errors import (
+    CellDied,
+    CellOutOfMemory,
+    CellStuck,
+    DockerUnavailable,
+    WorkspaceFull,
+)
 from agentcell.executor.protocol import Output
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.uids import FIRST_UID
-from tests.conftest import ManagerFactory, workspaces
+from tests.conftest import ManagerFactory, SettingsFactory, workspaces
+from tests.gvisor import (
+    ANOTHER_FORK_BOMB,
+    FORK_BOMB_KILLS_THE_SANDBOX,
+    IO_URING_IN_THE_SENTRY,
+    NO_CPU_QUOTA,
+    NO_OCI_SECCOMP,
+    SOCKET_STAYS,
+    apply_xfails,
+)
 from tests.memory import Peak, rss
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
 
+@pytest.fixture(scope="module", params=["runc", pytest.param("gvisor", marks=pytest.mark.slow)])
+def runtime(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings that put cells on a runtime: runc on the machine's engine, or runsc."""
+    if request.param == "runc":
+        return {}
+    return {"docker_host": request.getfixturevalue("runsc_engine_url"), "runtime": "runsc"}
+
+
+@pytest.fixture
+def make_settings(
+    make_settings: SettingsFactory, runtime: dict[str, str], request: pytest.FixtureRequest
+) -> SettingsFactory:
+    if runtime:
+        apply_xfails(request)
+    return lambda **overrides: make_settings(**{**runtime, **overrides})
+
+
+@pytest.mark.gvisor_xfail(
+    reason=FORK_BOMB_KILLS_THE_SANDBOX, raises=(CellDied, DockerUnavailable)
+)  # DockerUnavailable: runsc stalled on the dying sandbox, and the engine with it
 async def test_fork_bomb_is_contained_and_the_cell_still_answers(manager: CellManager) -> None:
     cell = await manager.ensure("mallory")
     bomb = await cell.exec("bomb() { bomb | bomb; }; bomb", language="shell", timeout_s=5)
@@ -52,6 +89,7 @@ async def only_ours(cell: Cell) -> bool:
     return (await cell.exec(OTHERS, timeout_s=30)).stdout == "[]\n"
 
 
+@pytest.mark.gvisor_xfail(**ANOTHER_FORK_BOMB)
 @pytest.mark.parametrize(
     ("code", "language"),
     [
@@ -65,12 +103,15 @@ async def test_after_a_fork_bomb_only_the_executor_and_kernels_are_left(
     manager: CellManager, code: str, language: str
 ) -> None:
     cell = await manager.ensure("mallory")
+    container = cell.container_id
     with contextlib.suppress(CellOutOfMemory):  # python's forks may fill memory before pids
         await cell.exec(code, language=language, timeout_s=5)  # type: ignore[arg-type]
     assert (await cell.exec("echo alive", language="shell")).stdout == "alive\n"
+    assert cell.container_id == container, "the cell died of the bomb (and was recreated)"
     await until("only the executor and its kernels are left", lambda: only_ours(cell))
 
 
+@pytest.mark.gvisor_xfail(**ANOTHER_FORK_BOMB)
 async def test_a_cell_at_its_pids_limit_says_so_and_recovers(manager: CellManager) -> None:
     cell = await manager.ensure("mallory")
     await cell.exec("echo kept > /workspace/kept.txt", language="shell")
@@ -89,6 +130,7 @@ async def test_a_cell_at_its_pids_limit_says_so_and_recovers(manager: CellManage
     await until("only the executor and its kernels are left", lambda: only_ours(cell))
 
 
+@pytest.mark.gvisor_xfail(reason=NO_CPU_QUOTA, raises=AssertionError)
 async def test_thread_counts_follow_the_cells_cpus(make_manager: ManagerFactory) -> None:
     async with make_manager(limits={"cpus": 1}) as manager:
         cell = await manager.ensure("numpy")
@@ -120,6 +162,7 @@ async def test_writing_outside_workspace_and_tmp_fails(manager: CellManager) -> 
     assert ok.stdout == "fine\n"
 
 
+@pytest.mark.gvisor_xfail(reason=NO_OCI_SECCOMP, raises=KeyError)
 async def test_not_root_no_capabilities_no_new_privileges_seccomp(manager: CellManager) -> None:
     cell = await manager.ensure("mallory")
     r = await cell.exec(
@@ -134,6 +177,7 @@ async def test_not_root_no_capabilities_no_new_privileges_seccomp(manager: CellM
     assert status["Seccomp"] == "2"  # filter mode
 
 
+@pytest.mark.gvisor_xfail(reason=IO_URING_IN_THE_SENTRY, raises=AssertionError)
 async def test_io_uring_is_denied(manager: CellManager) -> None:
     cell = await manager.ensure("mallory")
     code = (
@@ -165,6 +209,7 @@ async def test_no_network(manager: CellManager) -> None:
     assert verdict.startswith("blocked")
 
 
+@pytest.mark.gvisor_xfail(reason=SOCKET_STAYS, raises=pytest.fail.Exception)
 async def test_symlinks_planted_by_the_cell_are_never_followed_by_the_host(
     manager: CellManager,
 ) -> None:

@@ -8,6 +8,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from .pipes import Pump
@@ -61,9 +63,10 @@ def watch_exit(pid: int, popen: subprocess.Popen[bytes] | None = None) -> asynci
 
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError:  # no pidfd (old kernel, strict seccomp): a thread waits instead
-        waiter = loop.run_in_executor(None, os.waitpid, pid, 0)
-        waiter.add_done_callback(lambda f: reap(f.result()[1]))
+    except OSError:  # no pidfd (old kernel, gVisor, strict seccomp): a thread waits instead
+        # A thread of its own, not the loop's executor: its few threads would all be taken by
+        # long-lived kernels and holders, and the next child's exit would never be seen.
+        threading.Thread(target=_wait_in_thread, args=(loop, pid, reap), daemon=True).start()
         return fut
 
     def ready() -> None:
@@ -76,6 +79,15 @@ def watch_exit(pid: int, popen: subprocess.Popen[bytes] | None = None) -> asynci
 
     loop.add_reader(pidfd, ready)
     return fut
+
+
+def _wait_in_thread(loop: asyncio.AbstractEventLoop, pid: int, reap: Callable[[int], None]) -> None:
+    try:
+        status = os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        status = signal.SIGKILL
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+        loop.call_soon_threadsafe(reap, status)
 
 
 def spawn(argv: list[str], cwd: str, env: dict[str, str], **kw: Any) -> tuple[Any, Pump]:

@@ -39,6 +39,7 @@ from .tree import (
     children,
     command_of,
     descendants,
+    kill_session,
     kill_tree,
     ppid_of,
     set_subreaper,
@@ -56,8 +57,11 @@ TIMED_OUT = 124  # the exit code of a timed-out exec, as timeout(1) has it
 
 
 class Executor:
-    def __init__(self, workspace: str, max_contexts: int = MAX_CONTEXTS) -> None:
+    def __init__(
+        self, workspace: str, max_contexts: int = MAX_CONTEXTS, *, subreaper: bool = True
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.subreaper = subreaper  # False: orphans go to PID 1 (gVisor), see kill_shell
         self.root = os.path.realpath(workspace)
         self.tmp = os.path.realpath("/tmp")
         self.contexts = Contexts(max_contexts)
@@ -173,7 +177,7 @@ class Executor:
         await wait_any((status, gone), req.timeout_s)
         timed_out = not status.done()
         if not status.done():  # timed out, or the client is gone: everything goes
-            kill_tree(holder)
+            self.kill_shell(holder)
         if (status_ := await status) is None:
             pump.sink = None
             raise stuck()
@@ -183,10 +187,11 @@ class Executor:
         out.finish(pump.drain)
         pump.sink = None
         pump.resume()  # in case backpressure had paused it
-        if req.background and not timed_out and children(holder):
+        keep = req.background and not timed_out
+        if keep and children(holder):
             self.kept.add(holder)
-        else:
-            kill_tree(holder)
+        else:  # a background exec's jobs that went to PID 1 (see kill_shell) live on
+            self.kill_shell(holder, session=not keep)
             await wait_any((held,), KILL_GRACE_S)  # it reaps what was killed, then exits
             if not held.done():
                 self.spawn(self.finish_off(holder, held))
@@ -196,6 +201,14 @@ class Executor:
             code = TIMED_OUT
             out.note(f"agentcell: timed out after {req.timeout_s:g} s")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom))
+
+    def kill_shell(self, holder: int, *, session: bool = True) -> None:
+        """Kill what a shell exec started: the holder's tree, and where there is no subreaper
+        what left it for PID 1 while staying in the holder's session (jobs bash did not wait
+        for, double forks, nohup); a process that called setsid then escapes."""
+        kill_tree(holder)
+        if session and not self.subreaper:
+            kill_session(holder)
 
     async def finish_off(self, holder: int, held: asyncio.Future[int]) -> None:
         """Kill what is under the holder until it exits (it does once it has no children left).
@@ -440,8 +453,10 @@ async def serve(socket_path: str, workspace: str, warm: bool, max_contexts: int)
     # What is loaded by now lives as long as the server: the collector need not walk it, and
     # by walking it would write to pages that the python contexts (forks) share with us.
     gc.freeze()
-    set_subreaper()  # orphans come to us, not to PID 1: see tree.py
-    executor = Executor(workspace, max_contexts)
+    subreaper = set_subreaper()  # orphans come to us, not to PID 1: see tree.py
+    if not subreaper:
+        log.warning("no child subreaper (prctl refused): what calls setsid may outlive its exec")
+    executor = Executor(workspace, max_contexts, subreaper=subreaper)
     listener = executor.listen(socket_path)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
