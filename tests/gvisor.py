@@ -90,6 +90,7 @@ def runsc_engine_url(minimal_image: str) -> Iterator[str]:
 
 
 def apply_xfails(request: pytest.FixtureRequest) -> None:
-    """Make the case's gvisor_xfail marks strict xfails (called where the cell is gVisor's)."""
+    """Make the case's gvisor_xfail marks xfails, strict unless the mark says ``strict=False``
+    (called where the cell is gVisor's)."""
     for mark in request.node.iter_markers("gvisor_xfail"):
-        request.applymarker(pytest.mark.xfail(strict=True, **mark.kwargs))
+        request.applymarker(pytest.mark.xfail(**{"strict": True, **mark.kwargs}))

@@ -212,7 +212,11 @@ async def test_killing_a_process_that_was_not_kept_is_refused(executor: Executor
 
 
 @pytest.mark.docker
-@pytest.mark.gvisor_xfail(reason=FORK_BOMB_KILLS_THE_SANDBOX, raises=ExecutorUnreachable)
+# Not strict: whether the bomb reaches the limit inside the Sentry before it is stopped depends
+# on timing (the bomb that returns at once was contained in some runs).
+@pytest.mark.gvisor_xfail(
+    reason=FORK_BOMB_KILLS_THE_SANDBOX, raises=ExecutorUnreachable, strict=False
+)
 @pytest.mark.parametrize(
     "req",
     [
