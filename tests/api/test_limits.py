@@ -48,6 +48,7 @@ def test_a_user_over_the_request_rate_gets_429_and_others_do_not(strict: Live) -
         # A known key's refusals come from the gate, before routing (api/gate.py).
         gated = 'route="(rate limited)",status="429"'
         assert gated in http.get("/metrics").text
+        assert http.get("/healthz", headers=greedy).status_code == 200  # not limited by key
         admin = {"Authorization": f"Bearer {strict.admin_token}"}
         for _ in range(10):  # the admin, /healthz and /metrics are exempt
             assert http.get("/v1/users", headers=admin).status_code == 200

@@ -17,6 +17,7 @@ from agentcell.services import Services
 from agentcell.services.limits import Limits
 
 TAKEN = "rate_taken"  # in the scope's state: this request's token is spent
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # not authenticated, so never limited by key
 
 
 class _Route:
@@ -33,7 +34,12 @@ class RateGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services | None = getattr(scope["app"].state, "services", None)
-        if scope["type"] == "http" and services and (user := services.users.known(bearer(scope))):
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in OPEN_PATHS
+            and services
+            and (user := services.users.known(bearer(scope)))
+        ):
             try:
                 self.limits.requests.take(user.id)
             except RateLimited as exc:
