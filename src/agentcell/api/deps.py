@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from agentcell.api.gate import TAKEN
+from agentcell.api.gate import GATED
 from agentcell.api.metrics import Metrics
 from agentcell.config import Settings
 from agentcell.errors import Forbidden, Unauthorized
@@ -59,14 +59,15 @@ async def _principal(
     token = credentials.credentials
     if hmac.compare_digest(token.encode(), request.app.state.admin_token.encode()):
         return Principal(user=None)
-    user = await services.users.authenticate(token)
+    gated: User | None = getattr(request.state, GATED, None)  # known and limited already
+    user = gated or await services.users.authenticate(token)
     if user is None:
         raise Unauthorized(
             "the token sent is neither a valid API key nor the admin token",
             hint="a user sends the API key that 'agentcell users add' printed (the admin can "
             "make a new one); the admin sends the token in the data dir's admin_token file",
         )
-    if not getattr(request.state, TAKEN, False):  # the gate has not limited it (api/gate.py)
+    if gated is None:  # the gate has not limited it (api/gate.py)
         request.app.state.limits.requests.take(user.id)  # the admin is not rate-limited
     return Principal(user=user)
 

@@ -16,7 +16,7 @@ from agentcell.errors import RateLimited
 from agentcell.services import Services
 from agentcell.services.limits import Limits
 
-TAKEN = "rate_taken"  # in the scope's state: this request's token is spent
+GATED = "gated_user"  # in the scope's state: the key's user, whose token the gate spent
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # not authenticated, so never limited by key
 
 
@@ -46,7 +46,7 @@ class RateGate:
                 scope["route"] = REFUSED
                 await rate_limited_response(exc)(scope, receive, send)
                 return
-            scope.setdefault("state", {})[TAKEN] = True
+            scope.setdefault("state", {})[GATED] = user
         await self.app(scope, receive, send)
 
 
