@@ -221,6 +221,13 @@ class RateLimited(AgentcellError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyJobs(RateLimited):
+    """A user has as many jobs running and queued as they may; one must end first."""
+
+    code = "too_many_jobs"
+    hint = "wait for a job to end (agentcell jobs ls), or cancel one (agentcell jobs cancel ID)"
+
+
 class RequestTimeout(AgentcellError, TimeoutError):
     """The client sent its request body too slowly, or stopped sending it."""
 

@@ -245,3 +245,111 @@ class ChatDone(BaseModel):
 
     output: str
     usage: ChatUsage
+
+
+# --- jobs and schedules (DESIGN §9) --------------------------------------------------------
+
+JobKind = Literal["exec", "agent"]
+JobState = Literal[
+    "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted"
+]
+ENDED_STATES: tuple[JobState, ...] = (
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "interrupted",
+)
+
+
+class JobStateChange(BaseModel):
+    at: datetime
+    state: JobState
+    reason: str = ""
+
+
+class JobPublic(BaseModel):
+    """A job: work handed off. ``reason`` says why it is in its state (why it failed, who
+    cancelled it); ``events`` (in ``GET /v1/jobs/{id}`` only) every state change."""
+
+    object: Literal["job"] = "job"
+    id: str
+    name: str
+    kind: JobKind
+    state: JobState
+    reason: str = ""
+    language: Language | None = None  # exec jobs
+    code: str = ""  # exec jobs: the code run ("" when a file is run)
+    file: str = ""  # exec jobs: the workspace file run
+    prompt: str = ""  # agent jobs
+    output_dir: str  # relative to the workspace; its ZIP is the job's artifacts
+    timeout_s: float
+    exit_code: int | None = None
+    attempt: int = 1
+    retry_of: str | None = None
+    schedule_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    log_bytes: int = 0
+    events: list[JobStateChange] = Field(default_factory=list)
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+
+
+class JobTemplate(BaseModel):
+    """What a schedule starts at each fire."""
+
+    kind: JobKind
+    name: str
+    language: Language | None = None
+    code: str = ""
+    file: str = ""
+    prompt: str = ""
+    output_dir: str = ""  # "" = each job's own jobs/<id>/
+    timeout_s: float
+
+
+class SchedulePublic(BaseModel):
+    """A schedule: ``at`` fires once, ``cron`` at every match (5 fields, in ``tz``). A fire
+    while the schedule's last job is still queued or running is skipped (``skips``,
+    ``last_skip_reason``)."""
+
+    object: Literal["schedule"] = "schedule"
+    id: str
+    name: str
+    kind: Literal["at", "cron"]
+    cron: str = ""
+    tz: str = "UTC"
+    at: datetime | None = None
+    paused: bool = False
+    next_run_at: datetime | None = None  # None: it will not fire again
+    last_fired_at: datetime | None = None
+    last_job_id: str | None = None
+    fires: int = 0
+    skips: int = 0
+    last_skip_reason: str = ""
+    job: JobTemplate
+    created_at: datetime
+
+
+class ScheduleList(BaseModel):
+    schedules: list[SchedulePublic]
+
+
+class JobLogChunk(BaseModel):
+    """SSE ``log`` event of ``GET /v1/jobs/{id}/logs``; its ``id:`` is ``offset``, the byte
+    offset after this text, to resume from with ``Last-Event-ID`` or ``?offset=``."""
+
+    text: str
+    offset: int
+
+
+class JobLogEnd(BaseModel):
+    """SSE ``end`` event: the job has ended and the whole log has been sent."""
+
+    state: JobState
+    exit_code: int | None = None
+    offset: int
