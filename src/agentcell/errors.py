@@ -225,7 +225,7 @@ class TooManyJobs(RateLimited):
     """A user has as many jobs running and queued as they may; one must end first."""
 
     code = "too_many_jobs"
-    hint = "wait for a job to end (agentcell jobs ls), or cancel one (agentcell jobs cancel ID)"
+    hint = "wait for one of your jobs to end, or cancel one, then submit again"
 
 
 class RequestTimeout(AgentcellError, TimeoutError):
