@@ -206,6 +206,12 @@ class Settings(BaseSettings):
     agent_tool_output_chars: int = Field(
         16_000, ge=1000, description="a tool result longer than this is cut for the model"
     )
+    agent_memory_max_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        description="the largest /workspace/MEMORY.md the agent writes; a longer one is cut "
+        "when a turn reads it",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -27,6 +27,7 @@ from pydantic_ai.usage import UsageLimits
 
 from agentcell.agent import browser
 from agentcell.agent.events import AgentEvent, AgentName, AgentStep, Text, ToolCall, ToolResult
+from agentcell.agent.memory import memory_instructions, remember
 from agentcell.agent.tools import CODER_TOOLS, AgentDeps, EventSink, trim
 from agentcell.config import Settings
 
@@ -53,6 +54,10 @@ COORDINATOR_INSTRUCTIONS = f"""You are the coordinator of agentcell's agents. {S
 - A delegate does not see this conversation: give it one complete, self-contained task (file
   names, URLs, what to report back). Split large work into steps and check each answer.
 - Finish with a short answer for the user: what was done, the results, the files made.
+- /workspace/MEMORY.md holds your notes across chats and background jobs (shown below): the
+  user's preferences, facts about their projects. When you learn something worth knowing next
+  time, call remember with the whole new content. You cannot act later on your own: to do
+  something later or regularly, the user creates a schedule.
 - {UNTRUSTED}"""
 
 CODER_INSTRUCTIONS = f"""You are a programmer. {SANDBOX}
@@ -180,6 +185,6 @@ BROWSER: Agent[AgentDeps, str] = Agent(
 COORDINATOR: Agent[AgentDeps, str] = Agent(
     name="coordinator",
     deps_type=AgentDeps,
-    instructions=COORDINATOR_INSTRUCTIONS,
-    tools=[delegate_coder, delegate_browser],
+    instructions=[COORDINATOR_INSTRUCTIONS, memory_instructions],
+    tools=[delegate_coder, delegate_browser, remember],
 )

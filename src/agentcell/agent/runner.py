@@ -28,6 +28,7 @@ from pydantic_ai.usage import RunUsage
 from agentcell.agent.agents import COORDINATOR, limits_of, run_agent
 from agentcell.agent.events import AgentEvent, Done, Failed, Usage
 from agentcell.agent.failures import failed
+from agentcell.agent.memory import load_memory
 from agentcell.agent.models import build_model
 from agentcell.agent.tools import AgentDeps
 from agentcell.config import Settings
@@ -163,6 +164,7 @@ class Turn:
         )
         try:
             async with self.cell.using():  # busy all turn long: not paused while the model thinks
+                deps.memory = await load_memory(self.cell, self.settings.agent_memory_max_bytes)
                 return await self._coordinate(deps, messages)
         except AgentcellError as exc:  # the cell could not be woken, or had died since
             return failed(exc, self.settings, model)

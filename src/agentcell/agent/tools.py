@@ -54,6 +54,7 @@ class AgentDeps:
     model: Model
     limits: UsageLimits
     agent: AgentName = "coordinator"
+    memory: str = ""  # the coordinator's notes for this turn, as its instructions show them
     python_context: str = field(init=False)  # the session's own stateful python
     browser_context: str = field(init=False)  # where the session's browser lives
 
