@@ -21,7 +21,7 @@ from agentcell.store.models import JOB_NAME_MAX, Job, JobEvent, UTCDateTime, utc
 
 JOBS_LIMIT_MAX = 1000
 STATES: frozenset[str] = frozenset(get_args(JobState))
-LIVE_STATES = ("queued", "running")  # the states a job has not ended in
+LIVE_STATES = tuple(s for s in get_args(JobState) if s not in ENDED_STATES)  # queued, running
 # What ``set_job_state`` may set beside the state, and what ``update_job`` may set.
 STATE_FIELDS = frozenset({"exit_code", "node", "log_bytes", "started_at", "ended_at"})
 UPDATE_FIELDS = frozenset({"name", "exit_code", "node", "log_bytes", "reason"})
@@ -261,5 +261,5 @@ class JobTable(Tables):
             .group_by(Job.state)
         )
         async with self._session() as session:
-            counts: dict[str, int] = dict((await session.execute(query)).tuples().all())
+            counts: dict[str, int] = dict((await session.execute(query)).all())
         return counts.get("running", 0), counts.get("queued", 0)

@@ -37,7 +37,7 @@ class JobQueue(Tables):
         absent. Not scoped by owner."""
         query = select(Job.state, func.count()).group_by(Job.state)
         async with self._session() as session:
-            return dict((await session.execute(query)).tuples().all())
+            return dict((await session.execute(query)).all())
 
     async def due_schedules(self, now: datetime) -> list[Schedule]:
         """Everyone's schedules due at ``now`` (not paused, ``next_run_at <= now``), the most
