@@ -26,8 +26,18 @@ from agentcell.store.db import (
 )
 from agentcell.store.models import Base
 
-TABLES = {"users", "audit", "sessions", "messages", "turns", "placements"}
-HEAD = "0004"
+TABLES = {
+    "users",
+    "audit",
+    "sessions",
+    "messages",
+    "turns",
+    "placements",
+    "schedules",
+    "jobs",
+    "job_events",
+}
+HEAD = "0005"
 
 
 def tables(engine: Engine) -> set[str]:
@@ -46,7 +56,13 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
     upgrade(db_url)  # at head already: nothing to do
     assert revision(raw) == HEAD
 
-    downgrade(db_url, "0003")  # one step down: turn locks and placements go
+    downgrade(db_url, "0004")  # one step down: jobs, their events and schedules go
+    assert revision(raw) == "0004"
+    assert not tables(raw) & {"schedules", "jobs", "job_events"}
+    upgrade(db_url, "0005")
+    assert tables(raw) >= TABLES
+
+    downgrade(db_url, "0003")  # turn locks and placements go
     assert revision(raw) == "0003"
     assert tables(raw) & TABLES == {"users", "audit", "sessions", "messages"}
 
@@ -229,3 +245,65 @@ async def test_database_from_a_newer_agentcell(db_url: str, raw: Engine) -> None
     with pytest.raises(StoreUnavailable) as info:
         await Store.open(db_url)
     assert "newer agentcell" in info.value.hint
+
+
+def test_jobs_schema(db_url: str, raw: Engine) -> None:
+    """0005: jobs go with their user and keep their events; a schedule's deletion leaves its
+    jobs (SET NULL); the listing and queue indexes exist."""
+    upgrade(db_url)
+    fks = {
+        (table, tuple(fk["constrained_columns"])): (fk["referred_table"], fk["options"])
+        for table in ("jobs", "job_events", "schedules")
+        for fk in inspect(raw).get_foreign_keys(table)
+    }
+    ondelete = {key: (ref, opts.get("ondelete", "").upper()) for key, (ref, opts) in fks.items()}
+    assert ondelete == {
+        ("jobs", ("user_id",)): ("users", "CASCADE"),
+        ("jobs", ("schedule_id",)): ("schedules", "SET NULL"),
+        ("job_events", ("job_id",)): ("jobs", "CASCADE"),
+        ("schedules", ("user_id",)): ("users", "CASCADE"),
+    }
+    indexes = {
+        ix["name"]: ix["column_names"]
+        for table in ("jobs", "job_events", "schedules")
+        for ix in inspect(raw).get_indexes(table)
+    }
+    assert indexes["ix_jobs_user_id_created_at"] == ["user_id", "created_at"]
+    assert indexes["ix_jobs_state_created_at"] == ["state", "created_at"]
+    assert indexes["ix_job_events_job_id"] == ["job_id"]
+    assert indexes["ix_schedules_user_id"] == ["user_id"]
+
+
+def test_upgrade_to_jobs_keeps_users(db_url: str, raw: Engine) -> None:
+    """A database at 0004 with a user moves to 0005; the columns' server defaults fill a row
+    inserted with only what has no default."""
+    upgrade(db_url, "0004")
+    now = "'2026-01-01T00:00:00+00:00'"
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, name, key_hash, key_prefix, created_at) "
+                f"VALUES ('u_old', 'old', 'h', 'ac_x', {now})"
+            )
+        )
+    upgrade(db_url)
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, user_id, name, kind, language, code, file, prompt, "
+                "output_dir, timeout_s, state, reason, created_at) VALUES ('j_1', 'u_old', 'n', "
+                f"'exec', 'python', 'print(1)', '', '', 'jobs/j_1', 60, 'queued', '', {now})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO schedules (id, user_id, name, kind, job, created_at) "
+                f"VALUES ('s_1', 'u_old', 'n', 'cron', '{{}}', {now})"
+            )
+        )
+        job = conn.execute(text("SELECT attempt, node, log_bytes FROM jobs")).one()
+        assert tuple(job) == (1, "", 0)
+        schedule = conn.execute(
+            text("SELECT cron, tz, paused, fires, skips, last_skip_reason FROM schedules")
+        ).one()
+        assert tuple(schedule) == ("", "UTC", False, 0, 0, "")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Double,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +32,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 TITLE_MAX = 200  # a session's title, in characters (the API refuses longer ones)
+JOB_NAME_MAX = 100  # a job's or a schedule's name, in characters
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -199,3 +202,98 @@ class Placement(Base):
 
     def __repr__(self) -> str:
         return f"Placement(node={self.node!r}, owner={self.owner!r}, cell_id={self.cell_id!r})"
+
+
+class Job(Base):
+    """Work a user handed off (DESIGN §9): an exec or an agent prompt, its state and outcome.
+
+    ``state`` is a ``schemas.JobState``; each change of it is a ``JobEvent``. ``language`` is
+    "" for agent jobs; ``output_dir`` is relative to the workspace; ``node`` names the server
+    instance running it. Deleting the user deletes their jobs; deleting the schedule that
+    started a job keeps the job (``schedule_id`` becomes NULL).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_id_created_at", "user_id", "created_at"),  # a user's, newest first
+        Index("ix_jobs_state_created_at", "state", "created_at"),  # the queue, oldest first
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(JOB_NAME_MAX))
+    kind: Mapped[str] = mapped_column(String(16))  # "exec" | "agent"
+    language: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)
+    output_dir: Mapped[str] = mapped_column(Text)
+    timeout_s: Mapped[float] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None]
+    schedule_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("schedules.id", ondelete="SET NULL"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(server_default=text("1"), default=1)
+    retry_of: Mapped[str | None] = mapped_column(String(32))
+    node: Mapped[str] = mapped_column(String(64), server_default=text("''"), default="")
+    log_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, user_id={self.user_id!r}, state={self.state!r})"
+
+
+class JobEvent(Base):
+    """One state change of a job, with its time and reason (the first is ``queued``)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"JobEvent(job_id={self.job_id!r}, state={self.state!r})"
+
+
+class Schedule(Base):
+    """What starts a job later: once ``at`` a time, or at each match of ``cron`` in ``tz``.
+
+    ``job`` is the JSON of the ``schemas.JobTemplate`` fields each fire starts a job from.
+    ``next_run_at`` None: it will not fire again. Deleting the user deletes their schedules.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(JOB_NAME_MAX))
+    kind: Mapped[str] = mapped_column(String(8))  # "at" | "cron"
+    cron: Mapped[str] = mapped_column(String(100), server_default=text("''"), default="")
+    tz: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"), default="UTC")
+    at: Mapped[datetime | None]
+    job: Mapped[str] = mapped_column(Text)
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # The dispatcher's poll: due ones are ``next_run_at <= now``.
+    next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    last_fired_at: Mapped[datetime | None]
+    last_job_id: Mapped[str | None] = mapped_column(String(32))
+    fires: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    skips: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    last_skip_reason: Mapped[str] = mapped_column(Text, server_default=text("''"), default="")
+
+    def __repr__(self) -> str:
+        return f"Schedule(id={self.id!r}, user_id={self.user_id!r}, kind={self.kind!r})"

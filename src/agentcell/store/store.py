@@ -1,5 +1,6 @@
-"""The store: users with hashed API keys, chat sessions and their messages, the audit trail and
-turn locks, one part per table (``users``, ``sessions``, ``audit``, ``turns``).
+"""The store: users with hashed API keys, chat sessions and their messages, the audit trail,
+turn locks, jobs and schedules, one part per table (``users``, ``sessions``, ``audit``,
+``turns``, ``jobs``, ``schedules``), and the dispatcher's view of everyone's jobs (``queue``).
 
 Every query about a user's things takes that user's id. Rows come back detached
 (``expire_on_commit=False``): read their attributes freely after the call returns.
@@ -21,6 +22,9 @@ from agentcell.errors import StoreUnavailable
 from agentcell.store import db
 from agentcell.store.audit import AuditTrail
 from agentcell.store.common import unavailable
+from agentcell.store.jobs import JobTable
+from agentcell.store.queue import JobQueue
+from agentcell.store.schedules import ScheduleTable
 from agentcell.store.sessions import SessionTable
 from agentcell.store.turns import TurnLocks
 from agentcell.store.users import UserTable
@@ -28,7 +32,7 @@ from agentcell.store.users import UserTable
 log = logging.getLogger(__name__)
 
 
-class Store(UserTable, SessionTable, AuditTrail, TurnLocks):
+class Store(UserTable, SessionTable, AuditTrail, TurnLocks, JobTable, ScheduleTable, JobQueue):
     """Open with ``await Store.open(url)`` (migrates first); ``close()`` or ``async with``."""
 
     @classmethod
