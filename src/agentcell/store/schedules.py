@@ -55,7 +55,7 @@ class ScheduleTable(Tables):
         ``schemas.JobTemplate`` fields), first at ``next_run_at``. NotFound when there is no
         such user."""
         row = Schedule(
-            id=new_id("s_"),
+            id=new_id("sc_"),
             user_id=user_id,
             name=clip(name, JOB_NAME_MAX),
             kind=kind,
