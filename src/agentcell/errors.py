@@ -264,7 +264,9 @@ EXECUTOR_CODES = frozenset(
     for cls in (
         InvalidRequest,
         InvalidPath,
+        NotFound,
         PathNotFound,
+        Conflict,
         UnsupportedFileType,
         FileTooLarge,
         WorkspaceFull,
@@ -274,8 +276,8 @@ EXECUTOR_CODES = frozenset(
 )
 
 
-def executor_error(code: str, message: str) -> AgentcellError:
+def executor_error(code: str, message: str, *, paths: bool = True) -> AgentcellError:
     """The exception for an executor's Error event: one of EXECUTOR_CODES' (a missing path is
-    PathNotFound), else an ExecutorError."""
-    cls = error_class(code, paths=True) if code in EXECUTOR_CODES else ExecutorError
+    PathNotFound unless ``paths`` is false: a missing job is NotFound), else an ExecutorError."""
+    cls = error_class(code, paths=paths) if code in EXECUTOR_CODES else ExecutorError
     return cls(message)

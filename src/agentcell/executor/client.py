@@ -22,9 +22,19 @@ from typing import TypeVar
 
 from agentcell.errors import ExecutorError, ExecutorUnreachable, FileTooLarge, executor_error
 from agentcell.executor import protocol as p
-from agentcell.executor.protocol import Entry, Exec, Exit, Output, Pong
+from agentcell.executor.protocol import Entry, Exec, Exit, JobInfo, JobStart, Output, Pong
 
-__all__ = ["Entry", "Exec", "ExecResult", "ExecutorClient", "Exit", "Output", "Pong"]
+__all__ = [
+    "Entry",
+    "Exec",
+    "ExecResult",
+    "ExecutorClient",
+    "Exit",
+    "JobInfo",
+    "JobStart",
+    "Output",
+    "Pong",
+]
 
 RECV_BYTES = 64 * 1024
 CONNECT_RETRIES = (0.001, 0.005, 0.02, 0.1, 0.5, None)  # while the listen backlog is full
@@ -49,11 +59,12 @@ class _Connection:
     streams (no transport, no extra loop turns to set up and tear down): the warm path is
     made of such fixed costs. The cell is not trusted: lines are bounded, and so is silence."""
 
-    def __init__(self, sock: socket.socket, patience: float) -> None:
+    def __init__(self, sock: socket.socket, patience: float, paths: bool = True) -> None:
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.buf = bytearray()
         self.patience = patience
+        self.paths = paths  # a not_found is a PathNotFound (else a NotFound: a job's)
 
     async def send(self, data: bytes) -> None:
         try:
@@ -69,7 +80,7 @@ class _Connection:
         except p.ProtocolError as exc:
             raise ExecutorError(f"the executor sent garbage: {exc}") from exc
         if isinstance(msg, p.Error):
-            raise executor_error(msg.code, msg.message)
+            raise executor_error(msg.code, msg.message, paths=self.paths)
         return msg
 
     async def expect(self, kind: type[M]) -> M:
@@ -256,6 +267,76 @@ class ExecutorClient:
         finally:
             conn.close()
 
+    # --- jobs: detached from any connection, with a log in the cell ----------------------
+
+    async def start_job(self, req: JobStart) -> JobInfo:
+        """Start the job; ``Conflict`` when its id is taken."""
+        return await self._call(req, JobInfo)
+
+    async def job_status(self, job_id: str) -> JobInfo:
+        """The job as it is; ``NotFound`` when the cell has no such job."""
+        return await self._call(p.JobStatus(job_id), JobInfo)
+
+    async def jobs(self) -> builtins.list[JobInfo]:
+        """Every job whose folder is in the cell, by start time."""
+        return (await self._call(p.JobList(), p.JobInfos)).jobs
+
+    async def wait_job(self, job_id: str) -> JobInfo:
+        """The job once it has ended (or is lost). Waits as long as it runs: the executor's
+        beats show it is there."""
+        conn = await self._open(p.JobWait(job_id))
+        try:
+            while isinstance(msg := await conn.event(), p.Beat):
+                pass
+            if not isinstance(msg, JobInfo):
+                raise _unexpected(msg)
+            return msg
+        finally:
+            conn.close()
+
+    async def job_log(
+        self, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        """The job's log from ``offset``, in chunks of up to protocol.CHUNK_BYTES; with
+        ``follow``, on as it grows until the job has ended. Closing it early just hangs up."""
+        conn = await self._open(p.JobLog(job_id, offset, follow))
+        size = 0
+        try:
+            while True:
+                msg = await conn.event()
+                if isinstance(msg, p.Chunk):
+                    data = _b64decode(msg.data)
+                    size += len(data)
+                    yield data
+                elif isinstance(msg, p.End):
+                    if msg.size != offset + size and (size or msg.size > offset):
+                        raise ExecutorError(
+                            f"log of job {job_id}: got {size} bytes from {offset}, "
+                            f"the executor says up to {msg.size}"
+                        )
+                    return
+                elif not isinstance(msg, p.Beat):
+                    raise _unexpected(msg)
+        finally:
+            conn.close()
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        """Kill the job's processes, all of them; the answer comes once they are dead. An
+        ended job is left as it is."""
+        return await self._call(p.JobCancel(job_id), JobInfo)
+
+    async def append_job_log(self, job_id: str, text: str) -> None:
+        """Add text to an external job's log."""
+        await self._call(p.JobAppend(job_id, text), p.Ok)
+
+    async def end_job(self, job_id: str, exit_code: int) -> JobInfo:
+        """End an external job (one that has ended already is left as it is)."""
+        return await self._call(p.JobEnd(job_id, exit_code), JobInfo)
+
+    async def forget_job(self, job_id: str) -> None:
+        """Delete an ended job's folder, log and all; ``Conflict`` while it runs."""
+        await self._call(p.JobForget(job_id), p.Ok)
+
     async def _call(self, req: p.Message, kind: type[M]) -> M:
         conn = await self._open(req)
         try:
@@ -265,7 +346,7 @@ class ExecutorClient:
 
     async def _open(self, req: p.Message) -> _Connection:
         patience = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
-        conn = _Connection(await self._connect(), patience)
+        conn = _Connection(await self._connect(), patience, paths=not req.kind.startswith("job_"))
         try:
             await conn.send(req.encode())
         except BaseException:

@@ -8,6 +8,7 @@ Standard library only; the child side, like zygote.py's, never returns into the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -24,14 +25,20 @@ STUCK = b"stuck\n"  # on the status pipe: bash could not be started, the cell is
 FORK_TRIES = 20
 
 
-def fork_holder(argv: list[str], cwd: str, env: dict[str, str]) -> tuple[int, int, int, int]:
-    """(holder pid, stdout and stderr read ends, the status pipe's read end)."""
-    pipes = [os.pipe() for _ in range(3)]
+def fork_holder(
+    argv: list[str], cwd: str, env: dict[str, str], *, merged: bool = False
+) -> tuple[int, int, int, int]:
+    """(holder pid, stdout and stderr read ends, the status pipe's read end). ``merged``: stdout
+    and stderr are one pipe (as 2>&1, order kept), whose read end is returned twice."""
+    pipes = [os.pipe() for _ in range(2 if merged else 3)]
+    writes = [w for _, w in pipes]
+    if merged:
+        writes.insert(1, writes[0])
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, ALL_SIGNALS)
     try:
         pid = os.fork()
         if pid == 0:
-            become_holder(argv, cwd, env, [w for _, w in pipes], mask)
+            become_holder(argv, cwd, env, writes, mask)
     except BaseException:
         for r, _ in pipes:
             os.close(r)
@@ -40,7 +47,7 @@ def fork_holder(argv: list[str], cwd: str, env: dict[str, str]) -> tuple[int, in
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for _, w in pipes:
             os.close(w)
-    return pid, pipes[0][0], pipes[1][0], pipes[2][0]
+    return pid, pipes[0][0], pipes[-2][0], pipes[-1][0]
 
 
 def become_holder(
@@ -101,3 +108,30 @@ def run_shell(argv: list[str], cwd: str, env: dict[str, str], mask: Iterable[int
             os.write(2, f"agentcell: cannot start {argv[0]}: {exc}\n".encode(errors="replace"))
     finally:
         os._exit(127)
+
+
+def read_status(fd: int) -> asyncio.Future[int | None]:
+    """The wait status a holder writes on its status pipe (SIGKILL if it dies without one;
+    None if it could not start bash at all)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int | None] = loop.create_future()
+    data = bytearray()
+
+    def ready() -> None:
+        try:
+            chunk = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        data.extend(chunk)
+        if not chunk or data.endswith(b"\n"):
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not fut.done():
+                ended = data.endswith(b"\n")
+                fut.set_result(None if data == STUCK else int(data) if ended else signal.SIGKILL)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, ready)
+    return fut

@@ -20,6 +20,12 @@ CHUNK_BYTES = 256 * 1024  # raw bytes per file data frame (sent base64-encoded)
 LIST_PAGE = 1000  # entries in a listing page, unless asked for fewer
 LIST_PAGE_MAX = 10_000
 LIST_PAGE_BYTES = 1024 * 1024  # a page ends early rather than grow past this (long names)
+JOBS_DIR = ".agentcell/jobs"  # relative to the workspace: a folder per job, named by its id
+JOB_ID_CHARS = "A-Za-z0-9_-"  # a job id is 1 to JOB_ID_MAX of them
+JOB_ID_MAX = 64
+JOB_LOG_LIMIT = 64 * 1024 * 1024
+TIMED_OUT = 124  # the exit code of a timed-out exec or job, as timeout(1) has it
+BEAT_S = 10.0  # a job's waiters and followers hear at least this often, while nothing happens
 # The longest line each side reads. Every frame, page and event fits well inside; the host, which
 # reads an untrusted cell, allows less. An exec's code must fit in a request line.
 REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
@@ -28,6 +34,7 @@ EVENT_LINE_LIMIT = 4 * 1024 * 1024  # cell -> host: what the client reads
 Language = Literal["python", "shell"]
 Stream = Literal["stdout", "stderr"]
 EntryType = Literal["file", "dir", "link", "other"]
+JobState = Literal["running", "exited", "lost"]
 
 
 @dataclass
@@ -138,6 +145,94 @@ class Delete(Message):
     recursive: bool = False
 
 
+@dataclass
+class JobStart(Message):
+    """Start a job: code run detached from any connection (python as ``python3 -u -c``, a fresh
+    process; shell as ``bash -c``), its stdout and stderr in one log in the cell (2>&1), which
+    outlives the connection and the host. ``external``: no process; the host writes the log
+    (JobAppend) and ends it (JobEnd). Answered by ``JobInfo``."""
+
+    kind: ClassVar[str] = "job_start"
+    id: str
+    code: str = ""
+    language: Language = "shell"
+    cwd: str = WORKSPACE
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 3600.0  # then killed (exit code 124, timed_out); external ones end so
+    log_limit: int = JOB_LOG_LIMIT  # bytes of log kept; the rest is read and dropped
+    external: bool = False
+
+
+@dataclass
+class JobStatus(Message):
+    """Answered by ``JobInfo``."""
+
+    kind: ClassVar[str] = "job_status"
+    id: str
+
+
+@dataclass
+class JobList(Message):
+    """Every job whose folder exists; answered by ``JobInfos``."""
+
+    kind: ClassVar[str] = "job_list"
+
+
+@dataclass
+class JobWait(Message):
+    """A ``Beat`` every BEAT_S while the job runs, then its ``JobInfo``."""
+
+    kind: ClassVar[str] = "job_wait"
+    id: str
+
+
+@dataclass
+class JobLog(Message):
+    """The log from ``offset`` as Chunk frames, then ``End(size)``, size being the offset after
+    the last byte sent. ``follow``: go on as it grows (a ``Beat`` after BEAT_S of silence) and
+    end once the job has ended and all of it is sent."""
+
+    kind: ClassVar[str] = "job_log"
+    id: str
+    offset: int = 0
+    follow: bool = False
+
+
+@dataclass
+class JobCancel(Message):
+    """Kill the job's whole process tree; answered by ``JobInfo`` once it is all dead. An ended
+    job is left as it is."""
+
+    kind: ClassVar[str] = "job_cancel"
+    id: str
+
+
+@dataclass
+class JobAppend(Message):
+    """Add text to an external job's log; answered by ``Ok``."""
+
+    kind: ClassVar[str] = "job_append"
+    id: str
+    text: str
+
+
+@dataclass
+class JobEnd(Message):
+    """End an external job; answered by ``JobInfo``."""
+
+    kind: ClassVar[str] = "job_end"
+    id: str
+    exit_code: int
+
+
+@dataclass
+class JobForget(Message):
+    """Delete an ended job's folder, log and all; answered by ``Ok``."""
+
+    kind: ClassVar[str] = "job_forget"
+    id: str
+
+
 # --- data frames (both directions) ---------------------------------------------------------
 
 
@@ -217,6 +312,38 @@ class Processes(Message):
 
 
 @dataclass
+class JobInfo(Message):
+    """A job as it is. ``lost``: its folder has no final status and no executor runs it (the
+    cell restarted while it ran). ``log_bytes``: the log's size now, our own notes included."""
+
+    kind: ClassVar[str] = "job_info"
+    id: str
+    state: JobState
+    exit_code: int | None  # negative -N when killed by signal N; 124 when timed out
+    timed_out: bool
+    cancelled: bool
+    oom_killed: bool
+    started_at: float  # unix time
+    ended_at: float | None
+    log_bytes: int
+    log_truncated: bool
+
+
+@dataclass
+class JobInfos(Message):
+    kind: ClassVar[str] = "job_infos"
+    nested: ClassVar[bool] = True
+    jobs: list[JobInfo]
+
+
+@dataclass
+class Beat(Message):
+    """Still there, nothing new: a waiter's or a follower's sign of life."""
+
+    kind: ClassVar[str] = "beat"
+
+
+@dataclass
 class Ok(Message):
     kind: ClassVar[str] = "ok"
 
@@ -244,6 +371,15 @@ MESSAGES: dict[str, type[Message]] = {
         Zip,
         Write,
         Delete,
+        JobStart,
+        JobStatus,
+        JobList,
+        JobWait,
+        JobLog,
+        JobCancel,
+        JobAppend,
+        JobEnd,
+        JobForget,
         Chunk,
         End,
         Pong,
@@ -251,6 +387,9 @@ MESSAGES: dict[str, type[Message]] = {
         Exit,
         Entries,
         Processes,
+        JobInfo,
+        JobInfos,
+        Beat,
         Ok,
         Error,
     )
@@ -269,6 +408,8 @@ def decode(line: bytes | str) -> Message:
             body["entries"] = [Entry(**e) for e in body["entries"]]
         if cls is Processes:
             body["processes"] = [Process(**e) for e in body["processes"]]
+        if cls is JobInfos:
+            body["jobs"] = [JobInfo(**e) for e in body["jobs"]]
         return cls(**body)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"bad message: {str(line)[:200]!r}: {exc}") from exc

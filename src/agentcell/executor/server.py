@@ -7,7 +7,8 @@ shell code runs in a fresh ``bash -c`` under a holder (holder.py). Each runs in 
 so an interrupt reaches its whole process group; the server, the kernels and the holders are
 subreapers, so at an exec's end or timeout its whole process tree is found and killed (tree.py),
 unless the exec asked to keep it (``background``): kept processes are listed and killed by
-request. Output goes through pipes.py, file operations through files.py.
+request. Output goes through pipes.py, file operations through files.py, jobs (code run
+detached from any connection, with a log in the cell) through jobs.py.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from .cellenv import read, thread_env
 from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
 from .files import Files, inside
-from .holder import STUCK, fork_holder
+from .holder import fork_holder, read_status
+from .jobs import Jobs
 from .pipes import Pump, Sink
 from .procs import OomCounter, wait_any, watch_exit
 from .tree import (
@@ -53,7 +55,6 @@ Handler = Callable[[Any, Conn], Awaitable[None]]
 FORK_ATTEMPTS = 8  # about 1.4 s of sweeping at the pids limit before the cell is stuck
 SWEEP_ROUNDS = 20
 T = TypeVar("T")
-TIMED_OUT = 124  # the exit code of a timed-out exec, as timeout(1) has it
 
 
 class Executor:
@@ -95,6 +96,8 @@ class Executor:
             p.Write: self.files.write,
             p.Delete: self.files.delete,
         }
+        self.jobs = Jobs(self)
+        self.handlers.update(self.jobs.handlers())
 
     def listen(self, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -151,6 +154,7 @@ class Executor:
         self.contexts.kill_all()
         for holder in self.holders:
             kill_tree(holder, include_root=True)
+        self.jobs.shutdown()
 
     async def ping(self, _msg: p.Ping, conn: Conn) -> None:
         conn.write(p.Pong(uid=os.getuid(), pid=os.getpid()).encode())
@@ -198,7 +202,7 @@ class Executor:
         killed = code in (-signal.SIGKILL, 128 + signal.SIGKILL)  # bash itself, or its last command
         oom = killed and self.ooms() > ooms
         if timed_out:
-            code = TIMED_OUT
+            code = p.TIMED_OUT
             out.note(f"agentcell: timed out after {req.timeout_s:g} s")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom))
 
@@ -298,7 +302,7 @@ class Executor:
             ctx.users -= 1
         oom = died and self.ooms() > ooms
         if timed_out:
-            code = TIMED_OUT
+            code = p.TIMED_OUT
             lost_it = f"; python context {req.context!r} did not stop on interrupt and was reset"
             out.note(f"agentcell: timed out after {req.timeout_s:g} s{lost_it if died else ''}")
         out.exit(p.Exit(code, ms_since(start), out.truncated, timed_out, oom, died or reset))
@@ -409,33 +413,6 @@ def stuck() -> Fail:
         f"this cell is at its process limit ({pids_max()} processes): nothing new can start, "
         "and no leftover could be killed to make room",
     )
-
-
-def read_status(fd: int) -> asyncio.Future[int | None]:
-    """The wait status a holder writes on its status pipe (SIGKILL if it dies without one;
-    None if it could not start bash at all)."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[int | None] = loop.create_future()
-    data = bytearray()
-
-    def ready() -> None:
-        try:
-            chunk = os.read(fd, 64)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        data.extend(chunk)
-        if not chunk or data.endswith(b"\n"):
-            loop.remove_reader(fd)
-            os.close(fd)
-            if not fut.done():
-                ended = data.endswith(b"\n")
-                fut.set_result(None if data == STUCK else int(data) if ended else signal.SIGKILL)
-
-    os.set_blocking(fd, False)
-    loop.add_reader(fd, ready)
-    return fut
 
 
 def pids_max() -> str:

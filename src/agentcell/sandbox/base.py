@@ -8,6 +8,7 @@ path, a socket or an engine object, so a backend may keep them wherever it likes
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, field
@@ -17,7 +18,17 @@ from agentcell.config import CellLimits, NetworkPolicy
 
 if TYPE_CHECKING:
     from agentcell.executor.client import ExecResult
-    from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Output, Pong, Process
+    from agentcell.executor.protocol import (
+        Entries,
+        Entry,
+        Exec,
+        Exit,
+        JobInfo,
+        JobStart,
+        Output,
+        Pong,
+        Process,
+    )
 
 CELL_UID = 1000  # the image's user and group; the manager gives each cell its own (``uids``)
 
@@ -88,6 +99,17 @@ class ExecutorChannel(Protocol):
     def zip(self, path: str = ".", max_bytes: int = 0) -> AsyncGenerator[bytes, None]: ...
     async def read_bytes(self, path: str, max_bytes: int = ...) -> bytes: ...
     async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int: ...
+    async def start_job(self, req: JobStart) -> JobInfo: ...
+    async def job_status(self, job_id: str) -> JobInfo: ...
+    async def jobs(self) -> builtins.list[JobInfo]: ...
+    async def wait_job(self, job_id: str) -> JobInfo: ...
+    def job_log(
+        self, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncGenerator[bytes, None]: ...
+    async def cancel_job(self, job_id: str) -> JobInfo: ...
+    async def append_job_log(self, job_id: str, text: str) -> None: ...
+    async def end_job(self, job_id: str, exit_code: int) -> JobInfo: ...
+    async def forget_job(self, job_id: str) -> None: ...
 
 
 class Backend(Protocol):

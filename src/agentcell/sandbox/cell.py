@@ -1,10 +1,11 @@
-"""A user's cell as the rest of agentcell sees it: run code, stream output, manage files."""
+"""A user's cell as the rest of agentcell sees it: run code, stream output, manage files, run
+jobs."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +19,17 @@ from agentcell.errors import (
     InvalidRequest,
 )
 from agentcell.executor.client import ExecResult
-from agentcell.executor.protocol import Entries, Entry, Exec, Exit, Language, Output, Process
+from agentcell.executor.protocol import (
+    Entries,
+    Entry,
+    Exec,
+    Exit,
+    JobInfo,
+    JobStart,
+    Language,
+    Output,
+    Process,
+)
 from agentcell.sandbox.audit import ExecAudit, audited
 from agentcell.sandbox.base import CellState, ContainerInfo, ExecutorChannel
 
@@ -213,6 +224,48 @@ class Cell:
         """Kill a kept process and everything under it."""
         async with self.using() as client:
             await client.kill_process(pid)
+
+    # Jobs: each call holds the cell busy while it is in flight, so a wait or a follow keeps the
+    # cell from being paused or stopped (CellService says what each does).
+
+    async def start_job(self, req: JobStart) -> JobInfo:
+        async with self.using() as client:
+            return await client.start_job(req)
+
+    async def job_status(self, job_id: str) -> JobInfo:
+        async with self.using() as client:
+            return await client.job_status(job_id)
+
+    async def jobs(self) -> list[JobInfo]:
+        async with self.using() as client:
+            return await client.jobs()
+
+    async def wait_job(self, job_id: str) -> JobInfo:
+        async with self.using() as client:
+            return await client.wait_job(job_id)
+
+    async def job_log(
+        self, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        async with self.using() as client, aclosing(client.job_log(job_id, offset, follow)) as log:
+            async for chunk in log:  # closed early: the connection is closed at once
+                yield chunk
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        async with self.using() as client:
+            return await client.cancel_job(job_id)
+
+    async def append_job_log(self, job_id: str, text: str) -> None:
+        async with self.using() as client:
+            await client.append_job_log(job_id, text)
+
+    async def end_job(self, job_id: str, exit_code: int) -> JobInfo:
+        async with self.using() as client:
+            return await client.end_job(job_id, exit_code)
+
+    async def forget_job(self, job_id: str) -> None:
+        async with self.using() as client:
+            await client.forget_job(job_id)
 
 
 def network_failed(stderr: str) -> bool:

@@ -10,7 +10,16 @@ from types import TracebackType
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.executor.client import ExecResult
-from agentcell.executor.protocol import Entries, Entry, Exit, Language, Output, Process
+from agentcell.executor.protocol import (
+    Entries,
+    Entry,
+    Exit,
+    JobInfo,
+    JobStart,
+    Language,
+    Output,
+    Process,
+)
 from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.manager import CellManager
@@ -145,6 +154,40 @@ class LocalCells(CellService):
 
     async def kill_process(self, owner: str, pid: int) -> None:
         await (await self.manager.ensure(owner)).kill_process(pid)
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    async def start_job(self, owner: str, req: JobStart) -> JobInfo:
+        return await (await self.manager.ensure(owner)).start_job(req)
+
+    async def job_status(self, owner: str, job_id: str) -> JobInfo:
+        return await (await self.manager.ensure(owner)).job_status(job_id)
+
+    async def jobs(self, owner: str) -> list[JobInfo]:
+        return await (await self.manager.ensure(owner)).jobs()
+
+    async def wait_job(self, owner: str, job_id: str) -> JobInfo:
+        return await (await self.manager.ensure(owner)).wait_job(job_id)
+
+    async def job_log(
+        self, owner: str, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        chunks = (await self.manager.ensure(owner)).job_log(job_id, offset, follow)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def cancel_job(self, owner: str, job_id: str) -> JobInfo:
+        return await (await self.manager.ensure(owner)).cancel_job(job_id)
+
+    async def append_job_log(self, owner: str, job_id: str, text: str) -> None:
+        await (await self.manager.ensure(owner)).append_job_log(job_id, text)
+
+    async def end_job(self, owner: str, job_id: str, exit_code: int) -> JobInfo:
+        return await (await self.manager.ensure(owner)).end_job(job_id, exit_code)
+
+    async def forget_job(self, owner: str, job_id: str) -> None:
+        await (await self.manager.ensure(owner)).forget_job(job_id)
 
     # --- files -----------------------------------------------------------------------------
 

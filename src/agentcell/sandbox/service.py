@@ -1,6 +1,6 @@
 """``CellService``: how everything above the sandbox layer reaches a user's cell.
 
-Services, the agent, the API and the coming jobs, web page and MCP all go through it; only
+Services, the agent, the API, jobs and the coming web page and MCP all go through it; only
 ``sandbox`` itself knows managers, backends, containers and sockets. It is implemented
 in-process today (``sandbox.local.LocalCells``, over the ``CellManager``); an agentcell node on
 another host (DESIGN §13) implements the same methods over the network, so nothing it takes or
@@ -17,7 +17,16 @@ from typing import Protocol
 
 from agentcell.config import CellLimits, NetworkPolicy
 from agentcell.executor.client import ExecResult
-from agentcell.executor.protocol import Entries, Entry, Exit, Language, Output, Process
+from agentcell.executor.protocol import (
+    Entries,
+    Entry,
+    Exit,
+    JobInfo,
+    JobStart,
+    Language,
+    Output,
+    Process,
+)
 from agentcell.sandbox.base import CellState
 
 READ_BYTES_MAX = 64 * 1024 * 1024  # what read_bytes holds in memory unless told otherwise
@@ -76,10 +85,12 @@ class CellService(Protocol):
     ``InvalidPath``, ``FileTooLarge``, ``WorkspaceFull``, ``UnsupportedFileType``. Paths are
     relative to the workspace; the cell resolves them and never follows a link out of it.
 
+    Jobs (DESIGN §9) run in the cell, detached from any call: a call only starts, watches,
+    reads or ends one, and every call in flight holds the cell busy (a ``wait_job`` or a
+    followed ``job_log`` keeps it from being paused or stopped). The job calls also raise
+    ``NotFound`` (no such job in the cell) and ``Conflict``.
+
     Coming, on this same interface (not built yet):
-    - jobs (DESIGN §9): ``start_job(owner, spec) -> JobStatus``, ``job_status``, ``cancel_job``
-      and ``job_log(owner, job_id, offset) -> AsyncGenerator[bytes]`` (a log that resumes by
-      offset); a job keeps its cell from idling;
     - terminals (§11): ``pty(owner, cols, rows) -> Duplex`` (bytes both ways, plus resize and
       the exit code);
     - port relay (§11): ``relay(owner, port) -> Duplex`` (a byte stream to ``127.0.0.1:port``
@@ -160,6 +171,61 @@ class CellService(Protocol):
 
     async def kill_process(self, owner: str, pid: int) -> None:
         """Kill a kept process and everything under it; ``NotFound`` if it is not one."""
+        ...
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    async def start_job(self, owner: str, req: JobStart) -> JobInfo:
+        """Start a job in the owner's cell: ``python3 -u -c`` or ``bash -c`` of its code in a
+        process tree of its own, its stdout and stderr in one log in the cell (2>&1, cut at
+        ``log_limit``), killed at ``timeout_s`` by the cell itself (exit code 124,
+        ``timed_out``), so it runs on while nobody is connected; at the main process's end
+        whatever it left is killed. ``external``: no process, the caller writes the log
+        (``append_job_log``) and ends it (``end_job``). The id is the caller's
+        (``[A-Za-z0-9_-]{1,64}``); one the cell has already: ``Conflict``. Its folder is
+        ``protocol.JOBS_DIR/<id>`` in the workspace."""
+        ...
+
+    async def job_status(self, owner: str, job_id: str) -> JobInfo:
+        """The job as it is: ``running``, ``exited`` (its true end, even if it came while
+        nobody was connected), or ``lost`` (the cell restarted while it ran)."""
+        ...
+
+    async def jobs(self, owner: str) -> list[JobInfo]:
+        """Every job whose folder is in the owner's cell, by start time."""
+        ...
+
+    async def wait_job(self, owner: str, job_id: str) -> JobInfo:
+        """The job once it is no longer running, however long that takes (the cell's beats
+        keep the call alive); at once if it has ended or is lost."""
+        ...
+
+    def job_log(
+        self, owner: str, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        """The job's log from byte ``offset`` (raw bytes, as the code wrote them, with lines of
+        agentcell's own: truncated, timed out, cancelled). Without ``follow``: up to its end
+        now; with it: on as it grows, until the job has ended and all of it is sent. Closing
+        the generator early only hangs up; the job runs on."""
+        ...
+
+    async def cancel_job(self, owner: str, job_id: str) -> JobInfo:
+        """Kill the job's whole process tree; returns once all of it is dead (``cancelled``).
+        A job that is no longer running is returned as it is."""
+        ...
+
+    async def append_job_log(self, owner: str, job_id: str, text: str) -> None:
+        """Add text to an external job's log (``InvalidRequest`` for a job that runs code,
+        ``Conflict`` once it has ended)."""
+        ...
+
+    async def end_job(self, owner: str, job_id: str, exit_code: int) -> JobInfo:
+        """End an external job with the exit code; one that has ended already is returned as
+        it is."""
+        ...
+
+    async def forget_job(self, owner: str, job_id: str) -> None:
+        """Delete a job's folder, log and all; ``Conflict`` while it runs (cancel it first)."""
         ...
 
     # --- files -----------------------------------------------------------------------------
