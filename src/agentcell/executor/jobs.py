@@ -113,8 +113,8 @@ class Jobs:
         try:
             with os_errors(f"{p.JOBS_DIR}/{req.id}"):
                 started_at = time.time()
-                record = {"id": req.id, "started_at": started_at, "language": req.language}
-                write_record(folder, JOB_FILE, {**record, "external": req.external})
+                kind = {"language": req.language, "external": req.external}
+                write_record(folder, JOB_FILE, {"id": req.id, "started_at": started_at, **kind})
                 job = Job(req, folder, started_at)
             if req.external:
                 job.timer = job.loop.call_later(req.timeout_s, self.time_out, job, None)
