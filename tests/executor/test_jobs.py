@@ -142,6 +142,19 @@ async def test_followers_from_any_offset_at_once(executor: ExecutorClient) -> No
     assert await log_of(executor, job_id, 13) == b""
 
 
+async def test_a_slow_follower_slows_no_one(executor: ExecutorClient) -> None:
+    job_id, size = jid(), 8 * 1024 * 1024
+    await executor.start_job(JobStart(job_id, f"echo go; head -c {size} /dev/zero"))
+    async with aclosing(executor.job_log(job_id, follow=True)) as slow:
+        assert await anext(slow) == b"go\n"  # then it reads nothing while the job writes
+        info = await executor.wait_job(job_id)
+        assert (info.exit_code, info.log_bytes) == (0, size + 3)
+        assert len(await log_of(executor, job_id)) == size + 3  # another reader meanwhile
+        # And the slow one still gets all of it, and its End at once (not at the next beat).
+        async with asyncio.timeout(BEAT_S / 2):
+            assert len(await collect(slow)) == size
+
+
 async def collect(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([c async for c in chunks])
 
@@ -265,6 +278,15 @@ async def test_external_jobs_are_written_and_ended_by_the_host(executor: Executo
     assert await executor.end_job(job_id, 1) == ended  # ended already: as it was
 
 
+async def test_an_external_job_is_cancelled_by_the_host(executor: ExecutorClient) -> None:
+    job_id = jid()
+    await executor.start_job(JobStart(job_id, external=True))
+    await executor.append_job_log(job_id, "half a line")
+    info = await executor.cancel_job(job_id)
+    assert (info.state, info.exit_code, info.cancelled) == ("exited", None, True)
+    assert await log_of(executor, job_id) == b"half a line\nagentcell: cancelled\n"
+
+
 async def test_an_external_job_ends_at_its_timeout(executor: ExecutorClient) -> None:
     job_id = jid()
     await executor.start_job(JobStart(job_id, external=True, timeout_s=0.2))
@@ -333,19 +355,26 @@ async def test_bad_requests_are_refused(executor: ExecutorClient) -> None:
 
 
 @pytest.mark.slow
-async def test_a_waiter_hears_beats_while_the_job_runs(executor: ExecutorClient) -> None:
+async def test_waiters_and_followers_hear_beats_while_the_job_runs(
+    executor: ExecutorClient, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params.get("executor_backend") != "host":
+        pytest.skip("the same code in any cell: the host's case shows it")
     d = await workdir(executor)
     job_id = jid()
     await executor.start_job(JobStart(job_id, HOLD, cwd=d))
     conn = await executor._open(JobWait(job_id))
     try:
-        started = time.monotonic()
-        assert isinstance(await conn.event(), Beat)
-        assert time.monotonic() - started >= BEAT_S * 0.9
+        async with aclosing(executor.job_log(job_id, follow=True)) as chunks:
+            follower = asyncio.ensure_future(collect(chunks))
+            started = time.monotonic()
+            assert isinstance(await conn.event(), Beat)  # silence: a beat, after BEAT_S
+            assert time.monotonic() - started >= BEAT_S * 0.9
+            await asyncio.sleep(0.5)  # the follower has had its beat too, and took it in stride
+            await executor.write(f"{d}/go", b"")
+            assert await follower == b""
+        info = await conn.event()
+        assert isinstance(info, JobInfo)
+        assert info.exit_code == 0
     finally:
         conn.close()
-    async with aclosing(executor.job_log(job_id, follow=True)) as chunks:
-        follower = asyncio.ensure_future(collect(chunks))
-        await asyncio.sleep(BEAT_S + 1)  # a beat goes by: the client takes it in its stride
-        await executor.write(f"{d}/go", b"")
-        assert await follower == b""

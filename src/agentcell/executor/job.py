@@ -138,14 +138,14 @@ class Job:
 
 
 def write_record(folder: str, name: str, body: dict[str, Any]) -> None:
-    """Replace folder/name atomically with body as JSON (durable: a job that ended while nobody
-    was connected is known by this alone)."""
+    """Replace folder/name atomically with body as JSON. Not synced to disk: a restart of the
+    server or of the cell keeps it (the page cache outlives both); after a crash of the host a
+    record that did not make it reads as bad, and its job as lost, which is then the truth."""
     tmp = os.path.join(folder, f".{name}-{os.urandom(6).hex()}~")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o644)
     try:
         try:
             os.write(fd, json.dumps(body, separators=(",", ":")).encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, os.path.join(folder, name))

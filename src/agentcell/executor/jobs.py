@@ -113,8 +113,8 @@ class Jobs:
         try:
             with os_errors(f"{p.JOBS_DIR}/{req.id}"):
                 started_at = time.time()
-                record = {"id": req.id, "started_at": started_at, "language": req.language}
-                write_record(folder, JOB_FILE, {**record, "external": req.external})
+                kind = {"language": req.language, "external": req.external}
+                write_record(folder, JOB_FILE, {"id": req.id, "started_at": started_at, **kind})
                 job = Job(req, folder, started_at)
             if req.external:
                 job.timer = job.loop.call_later(req.timeout_s, self.time_out, job, None)
@@ -339,14 +339,16 @@ async def follow(job: Job, fd: int, offset: int, more: bool, conn: Conn) -> None
     pos = offset
     while True:
         ended = not job.running  # read first: what was written before the end goes out below
-        pos = await send(fd, pos, job.size, conn)
+        before, pos = pos, await send(fd, pos, job.size, conn)
         if ended or gone is None:
             break
+        if before < pos < job.size:
+            continue  # it grew while we sent
         grew = job.grew
-        await wait_any((grew, gone), p.BEAT_S)
+        await wait_any((grew, job.ended, gone), p.BEAT_S)
         if gone.done():
             return
-        if not grew.done():
+        if not (grew.done() or job.ended.done()):
             conn.write(p.Beat().encode())
     conn.write(p.End(pos).encode())
 
