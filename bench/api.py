@@ -39,11 +39,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, limited: bool = False) -> subprocess.Popen[bytes]:
-    """``agentcell serve`` on port; its rate limiter is off unless ``limited`` (latency is
-    measured here, not the limiter, except in the neighbour row)."""
+def start_server(
+    data_dir: Path, port: int, limited: bool = False, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``agentcell serve`` on port, with ``extra_env`` on top; its rate limiter is off unless
+    ``limited`` (latency is measured here, not the limiter, except in the neighbour row)."""
     env = {
         **os.environ,
+        **(extra_env or {}),
         "AGENTCELL_DATA_DIR": str(data_dir),
         "AGENTCELL_INSTANCE_ID": f"bench-api-{os.getpid()}",
         "AGENTCELL_LABELS": '{"agentcell.bench": "1"}',

@@ -176,6 +176,17 @@ class Settings(BaseSettings):
     max_running_per_user: int = Field(
         8, ge=1, description="execs and file transfers one user may have running at once"
     )
+    jobs_running_per_user: int = Field(2, ge=1, description="jobs one user may have running")
+    jobs_running_max: int = Field(16, ge=1, description="jobs running at once on this server")
+    jobs_per_user_max: int = Field(
+        20, ge=1, description="jobs one user may have running and queued; past it: 429"
+    )
+    job_timeout_s: float = Field(3600, gt=0, description="a job's timeout unless it gives one")
+    job_timeout_max_s: float = Field(7 * 24 * 3600, gt=0, description="the longest job timeout")
+    job_log_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a job's log is cut past this (the job goes on)"
+    )
+    schedules_per_user_max: int = Field(50, ge=1, description="schedules one user may keep")
     max_download_bytes: int = Field(4 * 1024**3, ge=1, description="largest file a download sends")
     max_zip_bytes: int = Field(
         4 * 1024**3, ge=1, description="largest total size of the files a ZIP takes in"

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Live
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -22,7 +23,7 @@ class Row:
     method: str
     # may hold {victim} (the owner's user id), {spare} (a user the admin may delete) and
     # {session} (a chat session of the owner's), {kept} (a process the owner's background exec
-    # kept running)
+    # kept running), {job} / {ended} (a running and an ended job of the owner's), {schedule}
     path: str
     expect: tuple[int, int, int, int, int]  # owner, other, anonymous, wrong key, admin
     params: tuple[tuple[str, str], ...] = ()
@@ -56,6 +57,20 @@ MATRIX: tuple[Row, ...] = (
     Row("DELETE", "/v1/cell/processes/{kept}", (204, 404, A, A, U)),
     Row("POST", "/v1/cell/restart", (200, 200, A, A, U)),
     Row("DELETE", "/v1/cell", (204, 204, A, A, U)),
+    # The owner's jobs (one running, one ended) and schedule: another user's are not found.
+    Row("POST", "/v1/jobs", (201, 201, A, A, U), json={"kind": "exec", "code": "print(1)"}),
+    Row("GET", "/v1/jobs", (200, 200, A, A, U)),
+    Row("GET", "/v1/jobs/{job}", (200, 404, A, A, U)),
+    Row("GET", "/v1/jobs/{job}/logs", (200, 404, A, A, U)),
+    Row("GET", "/v1/jobs/{job}/artifacts", (200, 404, A, A, U)),
+    Row("POST", "/v1/jobs/{job}/cancel", (200, 404, A, A, U)),
+    Row("POST", "/v1/jobs/{ended}/retry", (201, 404, A, A, U)),
+    Row("DELETE", "/v1/jobs/{job}", (204, 404, A, A, U)),
+    Row("GET", "/v1/schedules", (200, 200, A, A, U)),
+    Row("GET", "/v1/schedules/{schedule}", (200, 404, A, A, U)),
+    Row("POST", "/v1/schedules/{schedule}/pause", (200, 404, A, A, U)),
+    Row("POST", "/v1/schedules/{schedule}/resume", (200, 404, A, A, U)),
+    Row("DELETE", "/v1/schedules/{schedule}", (204, 404, A, A, U)),
     Row("GET", "/v1/users", (U, U, A, A, 200)),
     Row("POST", "/v1/users", (U, U, A, A, 201), json={"name": "newcomer"}),
     Row("DELETE", "/v1/users/{spare}", (U, U, A, A, 204)),
@@ -74,10 +89,19 @@ class World:
     spare: str
     session: str  # a chat session of the owner's
     kept: int  # a process the owner's background exec kept
+    job: str  # a running job of the owner's
+    ended: str  # an ended job of the owner's
+    schedule: str
 
     def call(self, row: Row, caller: str) -> httpx.Response:
         path = row.path.format(
-            victim=self.victim, spare=self.spare, session=self.session, kept=self.kept
+            victim=self.victim,
+            spare=self.spare,
+            session=self.session,
+            kept=self.kept,
+            job=self.job,
+            ended=self.ended,
+            schedule=self.schedule,
         )
         return self.http.request(
             row.method,
@@ -112,6 +136,20 @@ def world(chat_server: Live) -> Iterator[World]:
         session = http.post("/v1/sessions", json={"title": "owner's"}, headers=owner).json()
         job = {"code": "sleep 300 & echo $!", "language": "shell", "background": True}
         kept = int(http.post("/v1/cell/exec", json=job, headers=owner).json()["stdout"])
+        jobs = {
+            name: http.post(
+                "/v1/jobs", json={"kind": "exec", "language": "shell", "code": code}, headers=owner
+            ).json()["id"]
+            for name, code in (("running", "sleep 300"), ("ended", "true"))
+        }
+
+        def state(job_id: str) -> str:
+            return str(http.get(f"/v1/jobs/{job_id}", headers=owner).json()["state"])
+
+        wait_until("one job runs", lambda: state(jobs["running"]) == "running")
+        wait_until("one job has ended", lambda: state(jobs["ended"]) == "succeeded")
+        cron = {"kind": "exec", "code": "print(1)", "schedule": {"cron": "0 7 * * *"}}
+        schedule = http.post("/v1/jobs", json=cron, headers=owner).json()["id"]
         yield World(
             http=http,
             headers={
@@ -125,6 +163,9 @@ def world(chat_server: Live) -> Iterator[World]:
             spare=users["spare"]["id"],
             session=session["id"],
             kept=kept,
+            job=jobs["running"],
+            ended=jobs["ended"],
+            schedule=schedule,
         )
 
 
@@ -137,6 +178,9 @@ def test_the_matrix_covers_every_route(server: Live) -> None:
         "{victim}": "{user_id}",
         "{session}": "{session_id}",
         "{kept}": "{pid}",
+        "{job}": "{job_id}",
+        "{ended}": "{job_id}",
+        "{schedule}": "{schedule_id}",
     }
     covered = set()
     for row in MATRIX:

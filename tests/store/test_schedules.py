@@ -68,7 +68,7 @@ async def test_add_get_list_delete(store: Store) -> None:
         alice, name="once", kind="at", cron="", tz="UTC", at=T0, job=TEMPLATE, next_run_at=T0
     )
     assert cron.id.startswith("sc_")
-    assert len(cron.id) == 18
+    assert len(cron.id) == 19
     got = await store.get_schedule(alice, cron.id)
     assert (got.kind, got.cron, got.tz, got.at, got.next_run_at) == (
         "cron",

@@ -16,7 +16,7 @@ from agentcell.api import errors
 from agentcell.api.auth import ensure_admin_token
 from agentcell.api.gate import RateGate
 from agentcell.api.metrics import Metrics, MetricsMiddleware
-from agentcell.api.routes import audit, cell, files, ops, sessions, users
+from agentcell.api.routes import audit, cell, files, jobs, ops, schedules, sessions, users
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
 from agentcell.sandbox.local import LocalCells
@@ -107,7 +107,9 @@ def create_app(settings: Settings) -> FastAPI:
             cells = LocalCells.from_settings(settings, exec_audit=store, placements=placements)
             async with cells:  # every exec audited; owners' cells placed in the store
                 observe = app.state.metrics.observe_exec
-                services = Services(settings, store, cells, app.state.limits, observe, factory)
+                services = Services(
+                    settings, store, cells, app.state.limits, observe, factory, app.state.metrics
+                )
                 async with services:
                     app.state.services = services
                     image = (await cells.profile()).image
@@ -126,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.limits = Limits.from_settings(settings)
     app.state.metrics = Metrics()
     errors.install(app)
-    for module in (users, cell, files, sessions, audit, ops):
+    for module in (users, cell, files, sessions, jobs, schedules, audit, ops):
         app.include_router(module.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)

@@ -1,11 +1,12 @@
 """Prometheus metrics, one registry per app: HTTP requests, execs, cells by state, the cells'
-own counters."""
+own counters, jobs by state and their queue wait."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -13,8 +14,10 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentcell.sandbox.service import CellCounters, CellService, CellStatus
+from agentcell.schemas import JobState
 
 CELL_STATES = ("running", "paused", "stopped", "removed", "dead", "pooled")
+JOB_STATES = get_args(JobState)
 
 
 class _Cells(Collector):
@@ -38,9 +41,23 @@ class _Cells(Collector):
         )
 
 
+class _Jobs(Collector):
+    """Jobs by state, as last read from the store (before each scrape, as the cells are)."""
+
+    def __init__(self) -> None:
+        self.by_state: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("agentcell_jobs", "jobs by state", labels=["state"])
+        for state in JOB_STATES:
+            family.add_metric([state], self.by_state.get(state, 0))
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self._cells = _Cells()
+        self._jobs = _Jobs()
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -63,12 +80,32 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
         )
+        self.job_wait = Histogram(
+            "agentcell_job_queue_wait_seconds",
+            "from a job's creation to its start",
+            ["kind"],
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600),
+        )
+        self.jobs_ended = Counter(
+            "agentcell_jobs_ended", "jobs ended", ["kind", "state"], registry=r
+        )
         r.register(self._cells)
+        r.register(self._jobs)
 
     async def read_cells(self, cells: CellService) -> None:
         """Take the cells' states and counters in, for the next scrape."""
         self._cells.cells = await cells.overview()
         self._cells.counters = await cells.counters()
+
+    def read_jobs(self, by_state: dict[str, int]) -> None:
+        self._jobs.by_state = by_state
+
+    def observe_job_start(self, kind: str, waited_s: float) -> None:
+        self.job_wait.labels(kind).observe(waited_s)
+
+    def observe_job_end(self, kind: str, state: str) -> None:
+        self.jobs_ended.labels(kind, state).inc()
 
     def observe_exec(self, language: str, ok: bool, duration_ms: float) -> None:
         self.execs.labels(language, "ok" if ok else "error").inc()

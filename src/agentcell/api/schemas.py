@@ -3,9 +3,11 @@ with the clients: ``agentcell.schemas``."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from agentcell.schemas import Language
+from agentcell.schemas import JobKind, Language
 from agentcell.store.models import TITLE_MAX
 
 CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -37,3 +39,33 @@ class SessionCreate(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1, description="the user's message")
+
+
+class ScheduleAt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: datetime = Field(description="ISO-8601 with its offset, e.g. 2026-12-24T18:00:00+01:00")
+
+
+class ScheduleCron(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cron: str = Field(max_length=100, description="5 fields: minute hour day month weekday")
+    tz: str = Field("UTC", max_length=64, description="an IANA time zone, e.g. Europe/Paris")
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: JobKind = Field(description="exec: code or a file run in the cell; agent: a prompt")
+    language: Language | None = Field(None, description="exec jobs; default python")
+    code: str = Field("", description="exec: the code to run")
+    file: str = Field("", max_length=4096, description="exec: a workspace file to run instead")
+    prompt: str = Field("", max_length=100_000, description="agent: what the agent is to do")
+    name: str = Field("", max_length=100, description="empty = from the code or prompt")
+    timeout_s: float | None = Field(None, gt=0, description="default and maximum in settings")
+    output_dir: str = Field(
+        "",
+        max_length=4096,
+        description="a workspace folder; empty = jobs/<id>; zipped as artifacts",
+    )
+    schedule: ScheduleAt | ScheduleCron | None = Field(
+        None, description="none: now; at: once then; cron: at every fire (answers the schedule)"
+    )

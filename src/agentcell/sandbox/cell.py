@@ -3,6 +3,7 @@ jobs."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -32,6 +33,8 @@ from agentcell.executor.protocol import (
 )
 from agentcell.sandbox.audit import ExecAudit, audited
 from agentcell.sandbox.base import CellState, ContainerInfo, ExecutorChannel
+
+log = logging.getLogger(__name__)
 
 
 class CellKeeper(Protocol):
@@ -106,7 +109,8 @@ class Cell:
                     f"{exc.message}; the cell was restarted: python variables and background "
                     "processes are gone, files in /workspace are kept"
                 ) from None
-            except ExecutorUnreachable:
+            except ExecutorUnreachable as exc:
+                log.warning("the executor of cell %s: %s", self.cell_id, exc)
                 raise await self.keeper.recover(self) from None
         finally:
             self.active -= 1

@@ -6,19 +6,29 @@ nothing of HTTP."""
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from agentcell.config import Settings
+from agentcell.jobs.agentjob import AgentJob
+from agentcell.jobs.dispatcher import Dispatcher
+from agentcell.jobs.outcome import Outcome
+from agentcell.jobs.scheduler import Scheduler
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.cells import Cells
 from agentcell.services.exec import ExecObserver, Execs
 from agentcell.services.files import Files
+from agentcell.services.joblogs import JobLogs
+from agentcell.services.jobs import JobObserver, Jobs
 from agentcell.services.limits import Limits
 from agentcell.services.sessions import Sessions
 from agentcell.services.turns import ModelFactory, Turns
 from agentcell.services.users import Users
 from agentcell.store import Store
+from agentcell.store.models import Job, Schedule
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
 
 
 class Services:
@@ -33,6 +43,7 @@ class Services:
         limits: Limits,
         observe_exec: ExecObserver,
         model_factory: ModelFactory | None = None,
+        observe_jobs: JobObserver | None = None,
     ) -> None:
         self._store = store
         self.audit = Audit(store)
@@ -42,10 +53,20 @@ class Services:
         self.files = Files(self.cells, settings, self.audit)
         self.turns = Turns(store, cells, settings, self.audit, model_factory)
         self.sessions = Sessions(store, self.turns, self.audit)
+        self._observe_jobs = observe_jobs
+        dispatcher = Dispatcher(
+            store, cells, settings, self._agent_job, self._job_started, self._job_ended
+        )
+        scheduler = Scheduler(store, self._fired)
+        self.jobs = Jobs(store, cells, settings, self.audit, dispatcher, scheduler, self._model)
+        self.joblogs = JobLogs(store, cells, self.files)
+        self._settings, self._cells = settings, cells
 
     async def __aenter__(self) -> Self:
         await self._store.close_unfinished_execs()  # a killed server's last execs
         self.turns.check_model()
+        await self.jobs.dispatcher.start()
+        self.jobs.scheduler.start()
         return self
 
     async def __aexit__(
@@ -54,7 +75,46 @@ class Services:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.jobs.scheduler.close()
+        await self.jobs.dispatcher.close()
         await self.turns.close()
 
+    # --- what the job dispatcher and scheduler call back --------------------------------------
 
-__all__ = ["ExecObserver", "ModelFactory", "Services"]
+    def _model(self) -> Model:
+        return self.turns.model()
+
+    def _agent_job(self, job: Job) -> AgentJob:
+        return AgentJob(
+            self._cells,
+            self._settings,
+            job.user_id,
+            job.id,
+            job.prompt,
+            job.output_dir,
+            self._model(),
+        )
+
+    def _job_started(self, job: Job) -> None:
+        if self._observe_jobs is not None and job.started_at is not None:
+            waited = (job.started_at - job.created_at).total_seconds()
+            self._observe_jobs.observe_job_start(job.kind, waited)
+
+    async def _job_ended(self, job: Job, end: Outcome) -> None:
+        if self._observe_jobs is not None:
+            self._observe_jobs.observe_job_end(job.kind, job.state)
+        detail = f"{end.state}: {end.reason}" if end.reason else end.state
+        await self.audit.record(
+            job.user_id, "job.end", target=job.id, detail=detail, ok=end.state == "succeeded"
+        )
+
+    async def _fired(self, schedule: Schedule, job: Job | None, skipped: str) -> None:
+        if job is not None:
+            self.jobs.dispatcher.nudge()
+        detail = f"skipped: {skipped}" if skipped else (job.id if job else "")
+        await self.audit.record(
+            schedule.user_id, "schedule.fire", target=schedule.id, detail=detail, ok=not skipped
+        )
+
+
+__all__ = ["ExecObserver", "JobObserver", "ModelFactory", "Services"]

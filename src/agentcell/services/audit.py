@@ -21,6 +21,16 @@ Action = Literal[
     "process.kill",
     "cell.restart",
     "cell.delete",
+    "job.create",
+    "job.cancel",
+    "job.retry",
+    "job.delete",
+    "job.end",
+    "schedule.create",
+    "schedule.fire",
+    "schedule.pause",
+    "schedule.resume",
+    "schedule.delete",
 ]
 
 

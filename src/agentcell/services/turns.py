@@ -173,6 +173,10 @@ class Turns:
         except AgentcellError as exc:
             log.warning("chat will fail: %s; %s", exc.message, exc.hint)
 
+    def model(self) -> Model:
+        """A new turn's model; ModelNotConfigured (503) when there is none."""
+        return self._model_factory(self.settings)
+
     async def start(self, owner: str, session_id: str, prompt: str) -> ChatTurn:
         """Start a turn in the owner's session: NotFound for a session that is not theirs,
         Conflict while another turn runs in it (on any server)."""

@@ -31,6 +31,7 @@ async def healthz(services: ServicesDep, response: Response) -> Health:
 @router.get("/metrics", response_class=Response)
 async def metrics(metrics: MetricsDep, services: ServicesDep) -> Response:
     await metrics.read_cells(services.cells.service)
+    metrics.read_jobs(await services.jobs.by_state())
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
