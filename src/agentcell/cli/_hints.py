@@ -31,6 +31,23 @@ PHRASES = {
     ),
     "e.g. '0 7 * * *' for every day at 07:00": "e.g. --cron '0 7 * * *' for every day at 07:00",
     "name an IANA time zone, e.g.": "give --tz an IANA time zone, e.g.",
+    "give a time in the future": "give --at a time in the future, e.g. --at +10m",
+    "give a shorter timeout": "give a shorter --timeout",
+    "write the program to a file in the workspace and run the file": (
+        "put the program in a file (agentcell files put prog.py) and run it: "
+        "agentcell jobs run --file prog.py"
+    ),
+    "delete a schedule you no longer need, then create this one": (
+        "delete a schedule you no longer need (agentcell schedules ls, agentcell schedules rm "
+        "ID), then run this one again"
+    ),
+    "retry it once it has ended, or cancel it": (
+        "agentcell jobs retry ID once it has ended, or agentcell jobs cancel ID"
+    ),
+    "see its state and log; retry it to run it again": (
+        "see its state and log (agentcell jobs status ID, agentcell jobs logs ID); run it "
+        "again: agentcell jobs retry ID"
+    ),
 }
 
 

@@ -63,7 +63,8 @@ def jobs_table(jobs: Sequence[JobPublic]) -> None:
     for column in ("ID", "NAME", "KIND", "STATE", "STARTED", "DURATION"):
         table.add_column(column, no_wrap=True, justify="right" if column == "DURATION" else "left")
     for job in jobs:
-        row = [job.id, safe(job.name), kind_of(job), state_of(job), when(job.started_at)]
+        name = safe(one_line(job.name, 40))
+        row = [job.id, name, kind_of(job), state_of(job), when(job.started_at)]
         table.add_row(*map(escape, row), took(between(job.started_at, job.ended_at)))
     print_table(table)
 
@@ -118,7 +119,8 @@ def schedules_table(schedules: Sequence[SchedulePublic]) -> None:
     for column in ("ID", "NAME", "WHEN", "NEXT", "FIRES", "LAST JOB"):
         table.add_column(column, no_wrap=True, justify="right" if column == "FIRES" else "left")
     for s in schedules:
-        row = [s.id, safe(s.name), safe(schedule_when(s)), schedule_next(s), str(s.fires)]
+        name = safe(one_line(s.name, 40))
+        row = [s.id, name, safe(schedule_when(s)), schedule_next(s), str(s.fires)]
         table.add_row(*map(escape, [*row, s.last_job_id or ""]))
     print_table(table)
 
@@ -211,5 +213,6 @@ def _ended(client: Client, job_id: str, end: JobLogEnd) -> None:
         err().print(f"[green]✓[/] job {escape(job_id)} succeeded{code}")
         return
     reason = client.jobs_get(job_id).reason
-    why = f": {escape(untrusted(sys.stderr)(reason))}" if reason else ""
+    said = reason and reason != f"exit code {end.exit_code}"  # not twice
+    why = f": {escape(untrusted(sys.stderr)(reason))}" if said else ""
     err().print(f"[red]✗[/] job {escape(job_id)} {end.state}{code}{why}")

@@ -18,12 +18,13 @@ from agentcell.cli._jobs_show import (
     follow,
     job_details,
     jobs_table,
+    one_line,
     print_json,
     schedule_next,
     schedule_when,
     shown,
 )
-from agentcell.cli._output import RAW_HELP, err, out
+from agentcell.cli._output import RAW_HELP, err, out, untrusted
 from agentcell.cli._when import AT_HELP, DURATION_HELP, at_time, duration
 from agentcell.client import JobPublic
 from agentcell.config import Settings
@@ -38,6 +39,7 @@ RUN_EXAMPLES = """examples:
 STATES = ("queued", "running", *ENDED_STATES)
 SHELL_SUFFIXES = {".sh", ".bash"}
 ID_HELP = "a job's id (agentcell jobs ls lists them)"
+NAME_CHARS = 40  # of a name on the line that says a job started (a default name is its code)
 
 
 def add_jobs(groups: Commands) -> None:
@@ -191,13 +193,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(started, SchedulePublic):
             _scheduled(started)
             return 0
-        _started(started)
+        _started(started, args.follow)
         return follow(client, started.id, raw=args.raw) if args.follow else 0
 
 
-def _started(job: JobPublic) -> None:
-    name = f" {escape(shown()(job.name))}" if job.name else ""
+def _started(job: JobPublic, following: bool) -> None:
+    """The job's id on stdout; while following, on stderr (stdout is the job's log then)."""
+    safe = untrusted(sys.stderr if following else sys.stdout)
+    name = f" {escape(safe(one_line(job.name, NAME_CHARS)))}" if job.name else ""
     retry = f" (attempt {job.attempt}, retry of {job.retry_of})" if job.retry_of else ""
+    if following:
+        err().print(f"[dim]job {job.id}{name} {job.state}{retry}; Ctrl-C detaches[/]")
+        return
     out().print(f"job {job.id}{name} {job.state}{retry}")
     err().print(
         f"[dim]follow its log: agentcell jobs logs {job.id} -f · its state: "
@@ -206,7 +213,7 @@ def _started(job: JobPublic) -> None:
 
 
 def _scheduled(schedule: SchedulePublic) -> None:
-    name = f" {escape(shown()(schedule.name))}" if schedule.name else ""
+    name = f" {escape(shown()(one_line(schedule.name, NAME_CHARS)))}" if schedule.name else ""
     out().print(
         f"schedule {schedule.id}{name}: {escape(schedule_when(schedule))}, "
         f"next run {schedule_next(schedule)}"
@@ -267,7 +274,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json(job)
             return 0
-        _started(job)
+        _started(job, args.follow)
         return follow(client, job.id, raw=args.raw) if args.follow else 0
 
 

@@ -48,6 +48,7 @@ Upload: TypeAlias = bytes | IO[bytes] | Path
 Dest: TypeAlias = str | Path | IO[bytes]
 CHUNK = 64 * 1024
 SSE = "text/event-stream"
+FOLLOW_IDLE_S = 60.0  # a followed log without a byte (not even a heartbeat) this long: dropped
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -137,6 +138,7 @@ class Call(Generic[T]):
     content: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     long: bool = False  # the answer may take as long as the work: no read timeout
+    idle_s: float | None = None  # long: a read this long without a byte is a dropped link
     accept: frozenset[int] = frozenset()  # error statuses whose body is still the answer
 
 
@@ -325,11 +327,20 @@ class Api:
 
     @staticmethod
     def jobs_follow(job_id: str, offset: int) -> Call[None]:
-        """The log as SSE from ``offset`` on, following it until the job ends."""
+        """The log as SSE from ``offset`` on, following it until the job ends. The server sends
+        a heartbeat every 15 s: a minute of silence is a connection that died unnoticed."""
         headers = {"Accept": SSE, "Last-Event-ID": str(offset)}
         params = {"offset": offset}
         path = _job_path(job_id, "/logs")
-        return Call("GET", path, _stream_only, params=params, headers=headers, long=True)
+        return Call(
+            "GET",
+            path,
+            _stream_only,
+            params=params,
+            headers=headers,
+            long=True,
+            idle_s=FOLLOW_IDLE_S,
+        )
 
     @staticmethod
     def jobs_artifacts(job_id: str) -> Call[None]:
@@ -403,7 +414,7 @@ class BaseClient(Generic[H]):
         raise NotImplementedError
 
     def _request_args(self, call: Call[Any]) -> dict[str, Any]:
-        timeout = httpx.Timeout(self.timeout_s, read=None) if call.long else self.timeout_s
+        timeout = httpx.Timeout(self.timeout_s, read=call.idle_s) if call.long else self.timeout_s
         return {
             "method": call.method,
             "url": call.path,
