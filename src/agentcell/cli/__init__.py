@@ -4,8 +4,9 @@ One argparse tree; each command group is a module that adds its parsers in an ``
 function and sets a handler ``(args, settings) -> exit code``. Expected errors
 (``AgentcellError``) print their message and hint on stderr and exit 1; progress goes to
 stderr, results to stdout. ``serve`` runs the server; the commands that talk to one (users,
-exec, chat, sessions, files, cell, audit) are thin over ``agentcell.client.Client`` and reach
-it over HTTP only (``AGENTCELL_URL``); ``image`` works on the local Docker engine.
+exec, chat, sessions, files, jobs, schedules, cell, audit) are thin over
+``agentcell.client.Client`` and reach it over HTTP only (``AGENTCELL_URL``); ``image`` works on
+the local Docker engine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from agentcell.cli.chat import add_chat
 from agentcell.cli.exec import add_exec
 from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
+from agentcell.cli.jobs import add_jobs
 from agentcell.cli.processes import add_processes
+from agentcell.cli.schedules import add_schedules
 from agentcell.cli.serve import add_serve
 from agentcell.cli.users import add_users
 from agentcell.config import Settings
@@ -74,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_processes(groups)
     add_chat(groups)
     add_files(groups)
+    add_jobs(groups)
+    add_schedules(groups)
     add_cell(groups)
     add_audit(groups)
     add_image(groups)

@@ -1,6 +1,7 @@
 """Hints in the CLI's words. The server's hints speak HTTP (``GET /v1/sessions``, the
 ``Authorization`` header, ``/docs``), right for API clients; the CLI shows the command to
-run instead. Phrases the server's hints use, translated; a test keeps this list complete."""
+run instead (or the option to give). Phrases the server's hints use, translated; a test keeps
+this list complete."""
 
 from __future__ import annotations
 
@@ -20,6 +21,32 @@ PHRASES = {
     "send some text to ask the agent": 'agentcell chat "what to ask"',
     "slow down: retry after the number of seconds in the Retry-After header": (
         "slow down: retry in a few seconds"
+    ),
+    # jobs and schedules (the server's hints name no command; the CLI's do)
+    "list your jobs: GET /v1/jobs": "list your jobs: agentcell jobs ls",
+    "list your jobs to see their ids": "list your jobs to see their ids: agentcell jobs ls",
+    "list your schedules: GET /v1/schedules": "list your schedules: agentcell schedules ls",
+    "or cancel one, then submit again": (
+        "or cancel one (agentcell jobs ls, agentcell jobs cancel ID), then run it again"
+    ),
+    "e.g. '0 7 * * *' for every day at 07:00": "e.g. --cron '0 7 * * *' for every day at 07:00",
+    "name an IANA time zone, e.g.": "give --tz an IANA time zone, e.g.",
+    "give a time in the future": "give --at a time in the future, e.g. --at +10m",
+    "give a shorter timeout": "give a shorter --timeout",
+    "write the program to a file in the workspace and run the file": (
+        "put the program in a file (agentcell files put prog.py) and run it: "
+        "agentcell jobs run --file prog.py"
+    ),
+    "delete a schedule you no longer need, then create this one": (
+        "delete a schedule you no longer need (agentcell schedules ls, agentcell schedules rm "
+        "ID), then run this one again"
+    ),
+    "retry it once it has ended, or cancel it": (
+        "agentcell jobs retry ID once it has ended, or agentcell jobs cancel ID"
+    ),
+    "see its state and log; retry it to run it again": (
+        "see its state and log (agentcell jobs status ID, agentcell jobs logs ID); run it "
+        "again: agentcell jobs retry ID"
     ),
 }
 

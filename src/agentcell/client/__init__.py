@@ -9,6 +9,10 @@
         for event in c.chat_stream(session.id, "now cos(x)"):
             print(event)                 # ChatAgent / ChatToolCall / ChatToolResult /
                                          # ChatText ..., then ChatDone
+        job = c.jobs_run(code="python3 train.py", language="shell", timeout_s=4 * 3600)
+        for event in c.jobs_follow(job.id):  # resumes by itself if the connection drops
+            print(event)                 # JobLogChunk ..., then JobLogEnd (state, exit_code)
+        c.jobs_download(job.id, "train.zip")   # its output folder
 
 Both clients send the same calls (``_http.Api``, each request built once) and differ only in
 how they send them (``sync``, ``aio``). An error answer raises the ``AgentcellError`` subclass
@@ -18,7 +22,14 @@ chunks, never held whole.
 """
 
 from agentcell.client._http import error_from as error_from
-from agentcell.client._sse import ChatEvent, ExecEvent, StderrEvent, StdoutEvent
+from agentcell.client._sse import (
+    ChatEvent,
+    ExecEvent,
+    JobLogEvent,
+    LogStreamLost,
+    StderrEvent,
+    StdoutEvent,
+)
 from agentcell.client._sse import ServerSentEvent as ServerSentEvent
 from agentcell.client._sse import SSEParser as SSEParser
 from agentcell.client._sse import chat_event as chat_event
@@ -35,7 +46,11 @@ from agentcell.schemas import (
     ChatToolCall,
     ChatToolResult,
     ExitEvent,
+    JobLogChunk,
+    JobLogEnd,
+    JobPublic,
     MessagePublic,
+    SchedulePublic,
     SessionPublic,
 )
 
@@ -51,7 +66,13 @@ __all__ = [
     "Client",
     "ExecEvent",
     "ExitEvent",
+    "JobLogChunk",
+    "JobLogEnd",
+    "JobLogEvent",
+    "JobPublic",
+    "LogStreamLost",
     "MessagePublic",
+    "SchedulePublic",
     "ServerUnreachable",
     "SessionPublic",
     "StderrEvent",

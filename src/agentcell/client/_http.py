@@ -16,8 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from agentcell.client._jobs import JobSpec, job_or_schedule, jobs, log_from, schedules
 from agentcell.config import ClientSettings
-from agentcell.errors import AgentcellError, ServerUnreachable, error_class
+from agentcell.errors import AgentcellError, RateLimited, ServerUnreachable, error_class
 from agentcell.schemas import (
     AdminCell,
     AuditPage,
@@ -28,9 +29,12 @@ from agentcell.schemas import (
     FileList,
     FileWritten,
     Health,
+    JobLogChunk,
+    JobPublic,
     Me,
     MessagePublic,
     ReapResult,
+    SchedulePublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -44,20 +48,27 @@ Upload: TypeAlias = bytes | IO[bytes] | Path
 Dest: TypeAlias = str | Path | IO[bytes]
 CHUNK = 64 * 1024
 SSE = "text/event-stream"
+FOLLOW_IDLE_S = 60.0  # a followed log without a byte (not even a heartbeat) this long: dropped
 
 
 # --- errors ------------------------------------------------------------------------------------
 
 
-def error_from(body: Any, status_code: int | None = None, files: bool = False) -> AgentcellError:
+def error_from(
+    body: Any, status_code: int | None = None, files: bool = False, retry_after_s: float = 0.0
+) -> AgentcellError:
     """The exception for an error body ``{"code", "message", "hint"}``; ``files``: a missing
-    path raises PathNotFound (a FileNotFoundError)."""
+    path raises PathNotFound (a FileNotFoundError); a RateLimited one (429) gets the answer's
+    Retry-After as its ``retry_after_s``."""
     code = str(body.get("code") or AgentcellError.code)
     message = str(body.get("message") or code)
     hint = str(body.get("hint") or "") or None
     cls = error_class(code, paths=files)
     try:
-        exc = cls(message, hint=hint)
+        if issubclass(cls, RateLimited):
+            exc: AgentcellError = cls(message, retry_after_s=retry_after_s, hint=hint)
+        else:
+            exc = cls(message, hint=hint)
     except TypeError:  # a subclass that needs more than a message
         exc = AgentcellError(message, hint=hint)
     exc.code = code
@@ -78,7 +89,15 @@ def raise_for(response: httpx.Response, call: Call[Any]) -> None:
     if not isinstance(err, dict):
         text = " ".join(response.text.split())[:200] or response.reason_phrase
         err = {"code": AgentcellError.code, "message": f"HTTP {response.status_code}: {text}"}
-    raise error_from(err, response.status_code, call.path.startswith("/v1/files"))
+    files = call.path.startswith("/v1/files")
+    raise error_from(err, response.status_code, files, _retry_after(response))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:  # an HTTP date: not what our server sends
+        return 0.0
 
 
 @contextmanager
@@ -119,6 +138,7 @@ class Call(Generic[T]):
     content: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     long: bool = False  # the answer may take as long as the work: no read timeout
+    idle_s: float | None = None  # long: a read this long without a byte is a dropped link
     accept: frozenset[int] = frozenset()  # error statuses whose body is still the answer
 
 
@@ -167,6 +187,14 @@ def _processes(response: httpx.Response) -> list[CellProcess]:
 
 def _session_path(session_id: str, rest: str = "") -> str:
     return f"/v1/sessions/{quote(session_id, safe='')}{rest}"
+
+
+def _job_path(job_id: str, rest: str = "") -> str:
+    return f"/v1/jobs/{quote(job_id, safe='')}{rest}"
+
+
+def _schedule_path(schedule_id: str, rest: str = "") -> str:
+    return f"/v1/schedules/{quote(schedule_id, safe='')}{rest}"
 
 
 class Api:
@@ -267,6 +295,76 @@ class Api:
         return Call("POST", path, _model(ChatReply), json=body, headers=headers, long=True)
 
     @staticmethod
+    def jobs_run(spec: JobSpec) -> Call[JobPublic | SchedulePublic]:
+        return Call("POST", "/v1/jobs", job_or_schedule, json=spec.body())
+
+    @staticmethod
+    def jobs_list(state: str | None, limit: int | None) -> Call[list[JobPublic]]:
+        params: dict[str, Any] = {"state": state, "limit": limit}
+        params = {k: v for k, v in params.items() if v is not None}
+        return Call("GET", "/v1/jobs", jobs, params=params)
+
+    @staticmethod
+    def jobs_get(job_id: str) -> Call[JobPublic]:
+        return Call("GET", _job_path(job_id), _model(JobPublic))
+
+    @staticmethod
+    def jobs_cancel(job_id: str) -> Call[JobPublic]:
+        return Call("POST", _job_path(job_id, "/cancel"), _model(JobPublic), long=True)
+
+    @staticmethod
+    def jobs_retry(job_id: str) -> Call[JobPublic]:
+        return Call("POST", _job_path(job_id, "/retry"), _model(JobPublic))
+
+    @staticmethod
+    def jobs_rm(job_id: str) -> Call[None]:
+        return Call("DELETE", _job_path(job_id), _nothing, long=True)
+
+    @staticmethod
+    def jobs_log(job_id: str, offset: int) -> Call[JobLogChunk]:
+        params = {"offset": offset}
+        return Call("GET", _job_path(job_id, "/logs"), log_from(offset), params=params)
+
+    @staticmethod
+    def jobs_follow(job_id: str, offset: int) -> Call[None]:
+        """The log as SSE from ``offset`` on, following it until the job ends. The server sends
+        a heartbeat every 15 s: a minute of silence is a connection that died unnoticed."""
+        headers = {"Accept": SSE, "Last-Event-ID": str(offset)}
+        params = {"offset": offset}
+        path = _job_path(job_id, "/logs")
+        return Call(
+            "GET",
+            path,
+            _stream_only,
+            params=params,
+            headers=headers,
+            long=True,
+            idle_s=FOLLOW_IDLE_S,
+        )
+
+    @staticmethod
+    def jobs_artifacts(job_id: str) -> Call[None]:
+        return Call("GET", _job_path(job_id, "/artifacts"), _stream_only, long=True)
+
+    schedules_list = Call("GET", "/v1/schedules", schedules)
+
+    @staticmethod
+    def schedules_get(schedule_id: str) -> Call[SchedulePublic]:
+        return Call("GET", _schedule_path(schedule_id), _model(SchedulePublic))
+
+    @staticmethod
+    def schedules_pause(schedule_id: str) -> Call[SchedulePublic]:
+        return Call("POST", _schedule_path(schedule_id, "/pause"), _model(SchedulePublic))
+
+    @staticmethod
+    def schedules_resume(schedule_id: str) -> Call[SchedulePublic]:
+        return Call("POST", _schedule_path(schedule_id, "/resume"), _model(SchedulePublic))
+
+    @staticmethod
+    def schedules_rm(schedule_id: str) -> Call[None]:
+        return Call("DELETE", _schedule_path(schedule_id), _nothing)
+
+    @staticmethod
     def audit(limit: int, before: int | None) -> Call[AuditPage]:
         params: dict[str, Any] = {"limit": limit}
         if before is not None:
@@ -316,7 +414,7 @@ class BaseClient(Generic[H]):
         raise NotImplementedError
 
     def _request_args(self, call: Call[Any]) -> dict[str, Any]:
-        timeout = httpx.Timeout(self.timeout_s, read=None) if call.long else self.timeout_s
+        timeout = httpx.Timeout(self.timeout_s, read=call.idle_s) if call.long else self.timeout_s
         return {
             "method": call.method,
             "url": call.path,

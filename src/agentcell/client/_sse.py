@@ -1,4 +1,5 @@
-"""Server-sent events (the text/event-stream format), and the events of exec and chat streams."""
+"""Server-sent events (the text/event-stream format), and the events of exec, chat and job log
+streams."""
 
 from __future__ import annotations
 
@@ -6,9 +7,20 @@ import json
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+import httpx
+
 from agentcell.client._http import error_from
 from agentcell.errors import AgentcellError
-from agentcell.schemas import ChatAgent, ChatDone, ChatText, ChatToolCall, ChatToolResult, ExitEvent
+from agentcell.schemas import (
+    ChatAgent,
+    ChatDone,
+    ChatText,
+    ChatToolCall,
+    ChatToolResult,
+    ExitEvent,
+    JobLogChunk,
+    JobLogEnd,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +148,65 @@ class ChatEvents:
                 hint="the server or the connection went away; the turn was not kept, send the "
                 "message again",
             )
+
+
+JobLogEvent: TypeAlias = JobLogChunk | JobLogEnd
+FOLLOW_RETRIES = 6  # reconnections in a row without any text: 0.2 s, 0.4 s ... 5 s apart
+
+
+class LogFollow:
+    """A job log's SSE streams in, its chunks and end out, across reconnections. ``offset`` is
+    where the next connection resumes (the last chunk's end, sent as Last-Event-ID), so no text
+    is lost or shown twice when a connection drops."""
+
+    def __init__(self, offset: int = 0, retries: int = FOLLOW_RETRIES) -> None:
+        self.offset, self.retries = offset, retries
+        self.end: JobLogEnd | None = None
+        self._parser = SSEParser()
+        self._drops = 0  # connections lost in a row, with no text between them
+
+    def connected(self) -> None:
+        self._parser = SSEParser()  # a new stream: nothing half-read carries over
+
+    def feed(self, line: str) -> JobLogEvent | None:
+        sse = self._parser.feed(line)
+        if sse is None or self.end is not None:
+            return None
+        if sse.event == "log":
+            chunk = JobLogChunk.model_validate_json(sse.data)
+            if chunk.offset <= self.offset:  # already passed on before a reconnection
+                return None
+            self.offset, self._drops = chunk.offset, 0
+            return chunk
+        if sse.event == "end":
+            self.end = JobLogEnd.model_validate_json(sse.data)
+            return self.end
+        if sse.event == "error":
+            raise error_from(json.loads(sse.data))
+        return None
+
+    def dropped(self, error: AgentcellError | None) -> float:
+        """A stream ended before the job's ``end``: by ``error``, or cleanly (None). The seconds
+        to wait before reconnecting; an error answer raises, and so does LogStreamLost once the
+        tries are used up."""
+        if error is not None and not isinstance(error.__cause__, httpx.TransportError):
+            raise error
+        self._drops += 1
+        if self._drops > self.retries:
+            reason = error.message if error else "the stream kept ending before the job did"
+            raise LogStreamLost(reason, self.offset) from error
+        return float(min(0.2 * 2 ** (self._drops - 1), 5.0))
+
+
+class LogStreamLost(AgentcellError, ConnectionError):
+    """Following a job's log failed again and again (the server or the connection went away).
+    The job is not affected; ``offset`` is where to follow it again from."""
+
+    status_code = 503
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(
+            f"lost the job's log stream: {reason}",
+            hint=f"the job goes on; follow it again from offset {offset}",
+        )
+        self.offset = offset

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,17 @@ from agentcell.client._http import (
     transport_errors,
     upload,
 )
-from agentcell.client._sse import ChatEvent, ChatEvents, ExecEvent, ExecEvents
+from agentcell.client._jobs import JobSpec
+from agentcell.client._sse import (
+    FOLLOW_RETRIES,
+    ChatEvent,
+    ChatEvents,
+    ExecEvent,
+    ExecEvents,
+    JobLogEvent,
+    LogFollow,
+)
+from agentcell.errors import AgentcellError
 from agentcell.schemas import (
     AdminCell,
     AuditPage,
@@ -36,9 +47,15 @@ from agentcell.schemas import (
     FileList,
     FileWritten,
     Health,
+    JobKind,
+    JobLogChunk,
+    JobPublic,
+    JobState,
+    Language,
     Me,
     MessagePublic,
     ReapResult,
+    SchedulePublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -198,6 +215,84 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
                 if event := events.feed(line):
                     yield event
         events.check_done()
+
+    async def jobs_run(
+        self,
+        kind: JobKind = "exec",
+        *,
+        code: str | None = None,
+        file: str | None = None,
+        prompt: str | None = None,
+        language: Language | None = None,
+        name: str | None = None,
+        timeout_s: float | None = None,
+        output_dir: str | None = None,
+        at: datetime | str | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+    ) -> JobPublic | SchedulePublic:
+        """See Client.jobs_run."""
+        spec = JobSpec(
+            kind, code, file, prompt, language, name, timeout_s, output_dir, at, cron, tz
+        )
+        return await self._send(Api.jobs_run(spec))
+
+    async def jobs_list(
+        self, state: JobState | None = None, limit: int | None = None
+    ) -> list[JobPublic]:
+        return await self._send(Api.jobs_list(state, limit))
+
+    async def jobs_get(self, job_id: str) -> JobPublic:
+        return await self._send(Api.jobs_get(job_id))
+
+    async def jobs_cancel(self, job_id: str) -> JobPublic:
+        return await self._send(Api.jobs_cancel(job_id))
+
+    async def jobs_retry(self, job_id: str) -> JobPublic:
+        return await self._send(Api.jobs_retry(job_id))
+
+    async def jobs_rm(self, job_id: str) -> None:
+        await self._send(Api.jobs_rm(job_id))
+
+    async def jobs_log(self, job_id: str, offset: int = 0) -> JobLogChunk:
+        return await self._send(Api.jobs_log(job_id, offset))
+
+    async def jobs_follow(
+        self, job_id: str, offset: int = 0, *, retries: int = FOLLOW_RETRIES
+    ) -> AsyncIterator[JobLogEvent]:
+        """See Client.jobs_follow."""
+        follow = LogFollow(offset, retries)
+        while True:
+            error: AgentcellError | None = None
+            try:
+                async with self._stream(Api.jobs_follow(job_id, follow.offset)) as r:
+                    follow.connected()
+                    async for line in r.aiter_lines():
+                        if event := follow.feed(line):
+                            yield event
+                        if follow.end is not None:
+                            return
+            except AgentcellError as exc:
+                error = exc
+            await asyncio.sleep(follow.dropped(error))
+
+    async def jobs_download(self, job_id: str, dest: Dest) -> int:
+        return await self._save(Api.jobs_artifacts(job_id), dest)
+
+    async def schedules_list(self) -> list[SchedulePublic]:
+        return await self._send(Api.schedules_list)
+
+    async def schedules_get(self, schedule_id: str) -> SchedulePublic:
+        return await self._send(Api.schedules_get(schedule_id))
+
+    async def schedules_pause(self, schedule_id: str) -> SchedulePublic:
+        return await self._send(Api.schedules_pause(schedule_id))
+
+    async def schedules_resume(self, schedule_id: str) -> SchedulePublic:
+        return await self._send(Api.schedules_resume(schedule_id))
+
+    async def schedules_rm(self, schedule_id: str) -> None:
+        await self._send(Api.schedules_rm(schedule_id))
 
     async def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
         return await self._send(Api.audit(limit, before))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,17 @@ from agentcell.client._http import (
     transport_errors,
     upload,
 )
-from agentcell.client._sse import ChatEvent, ChatEvents, ExecEvent, ExecEvents
+from agentcell.client._jobs import JobSpec
+from agentcell.client._sse import (
+    FOLLOW_RETRIES,
+    ChatEvent,
+    ChatEvents,
+    ExecEvent,
+    ExecEvents,
+    JobLogEvent,
+    LogFollow,
+)
+from agentcell.errors import AgentcellError
 from agentcell.schemas import (
     AdminCell,
     AuditPage,
@@ -35,9 +47,15 @@ from agentcell.schemas import (
     FileList,
     FileWritten,
     Health,
+    JobKind,
+    JobLogChunk,
+    JobPublic,
+    JobState,
+    Language,
     Me,
     MessagePublic,
     ReapResult,
+    SchedulePublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -204,6 +222,95 @@ class Client(BaseClient[httpx.Client]):
                 if event := events.feed(line):
                     yield event
         events.check_done()
+
+    def jobs_run(
+        self,
+        kind: JobKind = "exec",
+        *,
+        code: str | None = None,
+        file: str | None = None,
+        prompt: str | None = None,
+        language: Language | None = None,
+        name: str | None = None,
+        timeout_s: float | None = None,
+        output_dir: str | None = None,
+        at: datetime | str | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+    ) -> JobPublic | SchedulePublic:
+        """Hand work off: an exec job (``code`` in ``language``, or a workspace ``file``) or an
+        agent job (``prompt``). It starts now (the JobPublic, queued or running), or ``at`` a
+        time (a naive datetime is this host's local time) or by ``cron`` in ``tz``: then the
+        SchedulePublic that starts it."""
+        spec = JobSpec(
+            kind, code, file, prompt, language, name, timeout_s, output_dir, at, cron, tz
+        )
+        return self._send(Api.jobs_run(spec))
+
+    def jobs_list(self, state: JobState | None = None, limit: int | None = None) -> list[JobPublic]:
+        """Your jobs, newest first; ``state`` keeps those in it."""
+        return self._send(Api.jobs_list(state, limit))
+
+    def jobs_get(self, job_id: str) -> JobPublic:
+        """The job, with its state changes (``events``)."""
+        return self._send(Api.jobs_get(job_id))
+
+    def jobs_cancel(self, job_id: str) -> JobPublic:
+        """Stop a queued or running job; Conflict once it has ended."""
+        return self._send(Api.jobs_cancel(job_id))
+
+    def jobs_retry(self, job_id: str) -> JobPublic:
+        """A new job that runs the same work again (``attempt`` + 1, ``retry_of``)."""
+        return self._send(Api.jobs_retry(job_id))
+
+    def jobs_rm(self, job_id: str) -> None:
+        self._send(Api.jobs_rm(job_id))
+
+    def jobs_log(self, job_id: str, offset: int = 0) -> JobLogChunk:
+        """The log from byte ``offset`` to its end so far, and the offset after it."""
+        return self._send(Api.jobs_log(job_id, offset))
+
+    def jobs_follow(
+        self, job_id: str, offset: int = 0, *, retries: int = FOLLOW_RETRIES
+    ) -> Iterator[JobLogEvent]:
+        """The log from ``offset`` as the job writes it (JobLogChunk), then one JobLogEnd once
+        the job has ended. A dropped connection is resumed where it stopped (up to ``retries``
+        times in a row, backing off); an error answer raises. Leaving the loop stops following,
+        not the job."""
+        follow = LogFollow(offset, retries)
+        while True:
+            error: AgentcellError | None = None
+            try:
+                with self._stream(Api.jobs_follow(job_id, follow.offset)) as r:
+                    follow.connected()
+                    for line in r.iter_lines():
+                        if event := follow.feed(line):
+                            yield event
+                        if follow.end is not None:
+                            return
+            except AgentcellError as exc:
+                error = exc
+            time.sleep(follow.dropped(error))
+
+    def jobs_download(self, job_id: str, dest: Dest) -> int:
+        """Stream the job's output folder as a ZIP to ``dest``; see files_download."""
+        return self._save(Api.jobs_artifacts(job_id), dest)
+
+    def schedules_list(self) -> list[SchedulePublic]:
+        return self._send(Api.schedules_list)
+
+    def schedules_get(self, schedule_id: str) -> SchedulePublic:
+        return self._send(Api.schedules_get(schedule_id))
+
+    def schedules_pause(self, schedule_id: str) -> SchedulePublic:
+        """No more fires until resumed (a job it started goes on)."""
+        return self._send(Api.schedules_pause(schedule_id))
+
+    def schedules_resume(self, schedule_id: str) -> SchedulePublic:
+        return self._send(Api.schedules_resume(schedule_id))
+
+    def schedules_rm(self, schedule_id: str) -> None:
+        self._send(Api.schedules_rm(schedule_id))
 
     def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
         return self._send(Api.audit(limit, before))
