@@ -12,12 +12,14 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import httpx
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo
 
 from agentcell.client._sse import SSEParser
+from agentcell.sandbox.docker.backend import LABEL_OWNER
 from tests.api.test_sessions import add_user, assert_error, delegating
 from tests.conftest import Live, ServerFactory, SettingsFactory
 from tests.scripted import Scripted, text
@@ -396,3 +398,18 @@ def test_metrics_count_jobs_by_state_and_queue_wait(alice: httpx.Client, chat_se
     assert 'agentcell_job_queue_wait_seconds_count{kind="exec"} 1.0' in metrics
     actions = [e["action"] for e in alice.get("/v1/audit").json()["events"]]
     assert {"job.create", "job.end"} <= set(actions)
+
+
+def test_deleting_a_user_with_a_running_job_leaves_no_cell_behind(
+    chat_server: Live, docker_client: docker.DockerClient
+) -> None:
+    admin = {"Authorization": f"Bearer {chat_server.admin_token}"}
+    with add_user(chat_server, "leaving") as http:
+        made = submit(http, code="echo on; sleep 300")
+        wait_until("it runs", lambda: http.get(f"/v1/jobs/{made['id']}/logs").text == "on\n")
+        me = http.get("/v1/me").json()["id"]
+    gone = httpx.delete(f"{chat_server.url}/v1/users/{me}", headers=admin, timeout=60)
+    assert gone.status_code == 204, gone.text
+    label = {"label": f"{LABEL_OWNER}={me}"}
+    time.sleep(1)  # a watch that brought the cell back would have done so by now
+    assert docker_client.containers.list(all=True, filters=label) == []

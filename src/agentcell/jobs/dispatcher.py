@@ -68,8 +68,10 @@ class Dispatcher:
         self._turns = Turns()
         self._nudged = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its task, on this server
+        self._owner_of: dict[str, str] = {}  # job id -> its owner, for the jobs running here
         self._agents: dict[str, AgentJob] = {}
         self._holds: dict[str, asyncio.Event] = {}  # owner -> set to release their cell
+        self._dropped: set[str] = set()  # owners being deleted: their jobs are not touched
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
@@ -108,6 +110,19 @@ class Dispatcher:
         for release in self._holds.values():
             release.set()
 
+    async def drop_owner(self, owner: str) -> None:
+        """Before the owner is deleted: stop following their jobs (their cell goes, and
+        their jobs with it; a watch must not bring the cell back)."""
+        self._dropped.add(owner)
+        mine = [i for i, o in self._owner_of.items() if o == owner]
+        for job_id in mine:
+            if (agent := self._agents.get(job_id)) is not None:
+                agent.stop("its owner was deleted", "interrupted")
+            self._running[job_id].cancel()
+        await asyncio.gather(*(self._running[i] for i in mine), return_exceptions=True)
+        if (release := self._holds.pop(owner, None)) is not None:
+            release.set()
+
     # --- the queue ---------------------------------------------------------------------------
 
     async def _serve(self) -> None:
@@ -122,8 +137,8 @@ class Dispatcher:
 
     async def _dispatch(self) -> None:
         s = self.settings
-        queued = await self.store.queued_jobs()
-        running = await self.store.running_jobs()
+        queued = [j for j in await self.store.queued_jobs() if j.user_id not in self._dropped]
+        running = [j for j in await self.store.running_jobs() if j.user_id not in self._dropped]
         self._hold_cells({j.user_id for j in queued} | {j.user_id for j in running})
         free = s.jobs_running_max - len(self._running)
         if not queued or free <= 0:
@@ -145,11 +160,13 @@ class Dispatcher:
     def _track(self, job: Job, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name=f"job {job.id}")
         self._running[job.id] = task
+        self._owner_of[job.id] = job.user_id
 
         def done(_: asyncio.Task[None]) -> None:
             if self._running.get(job.id) is task:  # not a later attempt's (re-queued)
                 del self._running[job.id]
                 self._agents.pop(job.id, None)
+                self._owner_of.pop(job.id, None)
             self.nudge()
 
         task.add_done_callback(done)
@@ -240,9 +257,12 @@ class Dispatcher:
         fields: dict[str, Any] = {"exit_code": result.exit_code}
         if log_bytes is not None:
             fields["log_bytes"] = log_bytes
-        ended = await self.store.set_job_state(
-            job.user_id, job.id, result.state, result.reason, expect={"running"}, **fields
-        )
+        try:
+            ended = await self.store.set_job_state(
+                job.user_id, job.id, result.state, result.reason, expect={"running"}, **fields
+            )
+        except NotFound:  # deleted meanwhile, with its owner
+            return
         if ended is not None:  # else it was cancelled (and recorded) already
             await self._on_end(ended, result)
 

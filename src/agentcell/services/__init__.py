@@ -60,6 +60,7 @@ class Services:
         scheduler = Scheduler(store, self._fired)
         self.jobs = Jobs(store, cells, settings, self.audit, dispatcher, scheduler, self._model)
         self.joblogs = JobLogs(store, cells, self.files)
+        self.users.before_delete = dispatcher.drop_owner
         self._settings, self._cells = settings, cells
 
     async def __aenter__(self) -> Self:

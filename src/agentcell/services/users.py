@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from agentcell.errors import NotFound
 from agentcell.sandbox.service import CellService
@@ -46,6 +47,8 @@ class Users:
     def __init__(self, store: Store, cells: CellService, audit: Audit) -> None:
         self._store, self._cells, self._audit = store, cells, audit
         self._keys = KeyCache()
+        # Told before a user is deleted (the job dispatcher lets go of their jobs).
+        self.before_delete: Callable[[str], Awaitable[None]] | None = None
 
     async def authenticate(self, api_key: str) -> User | None:
         """The key's user, or None when no user has that key."""
@@ -70,6 +73,8 @@ class Users:
         if await self._store.get_user(user_id) is None:
             raise NotFound(f"no user {user_id!r}")
         self._keys.forget(user_id)
+        if self.before_delete is not None:
+            await self.before_delete(user_id)
         await self._cells.remove(user_id, delete_workspace=delete_workspace)
         await self._store.delete_user(user_id)
         await self._audit.record(

@@ -31,8 +31,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 async def create_job(body: JobCreate, user: CurrentUser, services: ServicesDep) -> JSONResponse:
     """Queue a job, or (with ``schedule``) keep a schedule that starts one at each fire: the
     answer is the job, or the schedule (its ``object`` says which)."""
-    fields = body.model_dump(exclude={"schedule"})
-    spec = JobSpec(**{k: v for k, v in fields.items() if v is not None or k == "language"})
+    spec = JobSpec(**body.model_dump(exclude={"schedule"}))
     when = None
     if isinstance(body.schedule, ScheduleAt):
         when = When(at=body.schedule.at)
