@@ -20,6 +20,7 @@ from pydantic_ai.models.function import AgentInfo
 
 from agentcell.client._sse import SSEParser
 from agentcell.sandbox.docker.backend import LABEL_OWNER
+from agentcell.store import Store
 from tests.api.test_sessions import add_user, assert_error, delegating
 from tests.conftest import Live, ServerFactory, SettingsFactory
 from tests.scripted import Scripted, text
@@ -413,3 +414,42 @@ def test_deleting_a_user_with_a_running_job_leaves_no_cell_behind(
     label = {"label": f"{LABEL_OWNER}={me}"}
     time.sleep(1)  # a watch that brought the cell back would have done so by now
     assert docker_client.containers.list(all=True, filters=label) == []
+
+
+def test_an_agent_job_left_running_by_a_killed_server_is_interrupted_at_start(
+    make_server: ServerFactory, make_settings: SettingsFactory
+) -> None:
+    """What a server killed mid-turn leaves in the store: a running agent job of its own."""
+    settings = make_settings()
+    with make_server(settings) as live, add_user(live, "kim") as http:
+        key = http.headers["Authorization"]
+        user_id = http.get("/v1/me").json()["id"]
+
+    async def leave_running() -> str:
+        async with await Store.from_settings(settings) as store:
+            job = await store.add_job(
+                user_id,
+                name="think",
+                kind="agent",
+                language=None,
+                code="",
+                file="",
+                prompt="think",
+                output_dir="",
+                timeout_s=60,
+            )
+            claimed = await store.set_job_state(
+                user_id, job.id, "running", "", expect={"queued"}, node=settings.instance
+            )
+            assert claimed is not None
+            return job.id
+
+    job_id = asyncio.run(leave_running())
+    auth = {"Authorization": key}
+    with (
+        make_server(settings) as live,
+        httpx.Client(base_url=live.url, headers=auth, timeout=60) as http,
+    ):
+        after = job(http, job_id)
+        assert after["state"] == "interrupted", after
+        assert "retry" in after["reason"]
