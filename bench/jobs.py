@@ -25,7 +25,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.api import free_port, pct, start_server
+from bench.api import free_port, pct, remove_users, start_server
 
 console = Console(width=200)
 SSE = {"Accept": "text/event-stream"}
@@ -134,7 +134,9 @@ def main(quick: bool) -> None:
         data = Path(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start_server(data, port, extra_env={"AGENTCELL_JOBS_PER_USER_MAX": str(per_user)})
+        # 256 MiB cells: 50 users' cells fit this 24 GiB host's admission budget.
+        env = {"AGENTCELL_JOBS_PER_USER_MAX": str(per_user), "AGENTCELL_LIMITS__MEMORY_MB": "256"}
+        proc = start_server(data, port, extra_env=env)
         try:
             admin = {"Authorization": f"Bearer {(data / 'admin_token').read_text().strip()}"}
             with httpx.Client(base_url=url, timeout=120) as client:
@@ -160,6 +162,8 @@ def main(quick: bool) -> None:
                         "/v1/cell/exec", json=body, headers={"Authorization": f"Bearer {key}"}
                     )
             wall, shares, failed = asyncio.run(many_jobs(url, keys[1:], per_user))
+            with httpx.Client(base_url=url, timeout=120) as client:
+                remove_users(client, admin)
         finally:
             proc.terminate()
             proc.wait(timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentcell.agent.events import AgentEvent, AgentStep, Done, Failed, Text, ToolCall, ToolResult
@@ -93,13 +94,14 @@ class AgentJob:
             self._stopped_as = state
         self._turn.stop(why)
 
-    async def run(self, timeout_s: float) -> Outcome:
+    async def run(self, timeout_s: float, opened: Callable[[], None]) -> Outcome:
         """Open the job's log in the cell, run the turn, keep its events. The caller writes the
         job's state in the store before ``finish`` ends the log (a follower that sees the log end
         then finds the final state)."""
         # The cell ends the log by itself a while after the job's timeout, should we never.
         log = JobStart(id=self.job_id, external=True, timeout_s=timeout_s + LOG_SLACK_S)
         await self.cells.start_job(self.owner, log)
+        opened()  # its log can be followed now
         writer = asyncio.create_task(self._write_log())
         self._turn.start()
         try:

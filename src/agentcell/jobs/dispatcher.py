@@ -67,6 +67,7 @@ class Dispatcher:
         self._make_agent, self._on_start, self._on_end = make_agent, on_start, on_end
         self._turns = Turns()
         self._nudged = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) when a job starts or ends here
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its task, on this server
         self._owner_of: dict[str, str] = {}  # job id -> its owner, for the jobs running here
         self._agents: dict[str, AgentJob] = {}
@@ -90,8 +91,15 @@ class Dispatcher:
         """Look at the queue now (a job was queued, or a slot freed)."""
         self._nudged.set()
 
-    def runs_here(self, job_id: str) -> bool:
-        return job_id in self._running
+    async def changed(self, timeout_s: float) -> None:
+        """Return when a job next starts in its cell or ends on this server, or after
+        ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def close(self) -> None:
         """Stop serving: exec jobs go on in their cells (re-attached at the next start);
@@ -197,6 +205,7 @@ class Dispatcher:
         except AgentcellError as exc:
             await self._end(job, Outcome("failed", f"it could not start: {exc.message}", None))
             return
+        self._signal()
         await self._watch(job)
 
     async def _watch(self, job: Job) -> None:
@@ -241,7 +250,7 @@ class Dispatcher:
             return
         self._agents[job.id] = agent
         try:
-            result = await agent.run(job.timeout_s)
+            result = await agent.run(job.timeout_s, self._signal)
         except AgentcellError as exc:  # its log could not be opened in the cell
             await self._end(job, Outcome("failed", f"it could not start: {exc.message}", None))
             return
@@ -263,6 +272,7 @@ class Dispatcher:
             )
         except NotFound:  # deleted meanwhile, with its owner
             return
+        self._signal()
         if ended is not None:  # else it was cancelled (and recorded) already
             await self._on_end(ended, result)
 

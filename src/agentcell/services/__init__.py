@@ -59,7 +59,7 @@ class Services:
         )
         scheduler = Scheduler(store, self._fired)
         self.jobs = Jobs(store, cells, settings, self.audit, dispatcher, scheduler, self._model)
-        self.joblogs = JobLogs(store, cells, self.files)
+        self.joblogs = JobLogs(store, cells, self.files, dispatcher)
         self.users.before_delete = dispatcher.drop_owner
         self._settings, self._cells = settings, cells
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import time
 from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 from agentcell.errors import NotFound, RateLimited
+from agentcell.jobs.dispatcher import Dispatcher
 from agentcell.jobs.outcome import outcome
 from agentcell.sandbox.service import CellService
 from agentcell.schemas import ENDED_STATES, JobLogChunk, JobLogEnd
@@ -30,8 +32,11 @@ LogEvent = JobLogChunk | JobLogEnd | None
 
 
 class JobLogs:
-    def __init__(self, store: Store, cells: CellService, files: Files) -> None:
+    def __init__(
+        self, store: Store, cells: CellService, files: Files, dispatcher: Dispatcher
+    ) -> None:
         self.store, self._cells, self._files = store, cells, files
+        self._dispatcher = dispatcher
         self._followers: dict[str, int] = {}
 
     async def text(self, owner: str, job_id: str, offset: int) -> tuple[bytes, int]:
@@ -62,14 +67,8 @@ class JobLogs:
         owner = job.user_id
         self._followers[owner] = self._followers.get(owner, 0) + 1
         try:
-            waited = 0.0
-            while job.state == "queued":
-                await asyncio.sleep(QUEUED_POLL_S)
-                waited += QUEUED_POLL_S
-                if waited >= HEARTBEAT_S:
-                    waited = 0.0
-                    yield None
-                job = await self.store.get_job(owner, job.id)
+            async for beat in self._until_in_cell(job):
+                yield beat
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             received = offset
             with contextlib.suppress(NotFound):  # it never started in the cell
@@ -91,6 +90,29 @@ class JobLogs:
             self._followers[owner] -= 1
             if not self._followers[owner]:
                 del self._followers[owner]
+
+    async def _until_in_cell(self, job: Job) -> AsyncGenerator[None, None]:
+        """Return once the job has started in its cell (or ended); a heartbeat (None) after
+        each HEARTBEAT_S of waiting. Woken by this server's dispatcher as jobs start, and
+        looks at the store every QUEUED_POLL_S for jobs that other servers start."""
+        waited = 0.0
+        while True:
+            job = await self.store.get_job(job.user_id, job.id)
+            if job.state in ENDED_STATES or job.state == "running" and await self._in_cell(job):
+                return
+            started = time.monotonic()
+            await self._dispatcher.changed(QUEUED_POLL_S)
+            waited += time.monotonic() - started
+            if waited >= HEARTBEAT_S:
+                waited = 0.0
+                yield None
+
+    async def _in_cell(self, job: Job) -> bool:
+        try:
+            await self._cells.job_status(job.user_id, job.id)
+        except NotFound:  # claimed, and not started in the cell yet
+            return False
+        return True
 
     async def _end(self, job: Job, offset: int) -> JobLogEnd:
         """The job's final state: the store's once kept (the dispatcher writes it just after the
