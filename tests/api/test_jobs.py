@@ -244,8 +244,11 @@ def test_over_the_limit_is_429_with_retry_after(
         over = http.post("/v1/jobs", json={"kind": "exec", "code": "true"})
         assert_error(over, 429, "too_many_jobs")
         assert int(over.headers["Retry-After"]) > 0
-        states = sorted(j["state"] for j in http.get("/v1/jobs").json()["jobs"])
-        assert states == ["queued", "running"]  # one running at a time for this user
+        def states() -> list[str]:
+            return sorted(j["state"] for j in http.get("/v1/jobs").json()["jobs"])
+
+        wait_until("one of them runs", lambda: "running" in states())
+        assert states() == ["queued", "running"]  # one running at a time for this user
 
 
 def test_queued_jobs_start_round_robin_between_users(

@@ -5,8 +5,9 @@ A job runs ``python3 -u -c CODE`` or ``bash -c CODE`` under a holder (holder.py)
 its own, stdout and stderr on one pipe (2>&1) that this executor reads and appends to the job's
 log (job.py). At the main process's end, at the job's timeout (which this executor keeps, so it
 holds while the host is away) and on cancel, the holder's whole tree is killed, as a shell
-exec's is; then the final status is written. An external job has no process: the host writes
-its log and ends it (an agent job, whose loop runs on the server).
+exec's is (round after round until the main process is gone: a holder just forked may not have
+started it yet); then the final status is written. An external job has no process: the host
+writes its log and ends it (an agent job, whose loop runs on the server).
 
 Waiters and followers never slow a job: followers read the log file, each at its own pace with
 a bounded window of its own, woken by the job's every append; a ``Beat`` tells them, every
@@ -72,6 +73,7 @@ class Jobs:
         self.folder = os.path.join(runner.root, p.JOBS_DIR)
         self.live: dict[str, Job] = {}
         self.holders: dict[str, int] = {}  # of running jobs with a process
+        self.forking: dict[str, asyncio.Future[None]] = {}  # jobs not in ``live`` yet
 
     def handlers(self) -> dict[type[p.Message], Handler]:
         return {
@@ -102,7 +104,7 @@ class Jobs:
             python = [sys.executable, "-u", "-c"]
             argv = [*(python if req.language == "python" else [self.runner.shell, "-c"]), req.code]
         folder = os.path.join(self.folder, req.id)
-        if req.id in self.live and self.live[req.id].running:
+        if req.id in self.forking or (req.id in self.live and self.live[req.id].running):
             raise conflict(req.id)
         with os_errors(f"{p.JOBS_DIR}/{req.id}"):
             make_dirs(self.folder)
@@ -110,6 +112,8 @@ class Jobs:
                 os.mkdir(folder)  # claims the id, at once: a second start of it finds it taken
             except FileExistsError:
                 raise conflict(req.id) from None
+        # A cancel waits for this while the holder is forked (which, at the pids limit, waits).
+        self.forking[req.id] = forked = asyncio.get_running_loop().create_future()
         try:
             with os_errors(f"{p.JOBS_DIR}/{req.id}"):
                 started_at = time.time()
@@ -127,10 +131,13 @@ class Jobs:
                     os.close(job.log_fd)
                     raise
                 self.run(job, *spawned)
+            self.live[req.id] = job
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self.live[req.id] = job
+        finally:
+            del self.forking[req.id]
+            forked.set_result(None)
         conn.write(job.info().encode())
 
     def run(self, job: Job, holder: int, out: int, _err: int, status_fd: int) -> None:
@@ -212,8 +219,22 @@ class Jobs:
         if holder is None:
             job.finish(p.TIMED_OUT if job.timed_out else None)
         else:
+            self.runner.spawn(self.stopping(job, holder))
+
+    async def stopping(self, job: Job, holder: int) -> None:
+        """Kill the holder's tree until the job's main process is gone. Once is not enough: a
+        holder just forked starts bash only once it has set itself up (its session, the
+        subreaper), and a kill before that finds nothing. If the main process has not gone
+        within KILL_PATIENCE_S, the holder goes too (its status reads as SIGKILL), so that a
+        cancel never waits longer."""
+        deadline = time.monotonic() + KILL_PATIENCE_S
+        while not job.exited:
+            if time.monotonic() > deadline:
+                kill_tree(holder, include_root=True)
+                return
             kill_tree(holder)
             kill_session(holder)
+            await wait_any((job.ended,), KILL_ROUNDS_S)
 
     # --- looking ------------------------------------------------------------------------
 
@@ -281,6 +302,8 @@ class Jobs:
     # --- changing -----------------------------------------------------------------------
 
     async def cancel(self, req: p.JobCancel, conn: Conn) -> None:
+        if (forked := self.forking.get(req.id)) is not None:
+            await forked
         job = self.find(req.id)
         if isinstance(job, Job) and job.running:
             if not job.exited:

@@ -8,6 +8,9 @@
   server leaves them running; at start it re-attaches to the jobs it ran, and a job that ended
   meanwhile gets the state its cell kept.
 - Agent jobs run here (``agentjob``); a server that stops marks them ``interrupted``.
+- Cancel: a job is "running" once claimed, before its start reaches the cell (which may be
+  being made). A cancel then keeps its start from being sent at all; one while the start is on
+  its way waits for the cell's answer, then kills it there (``_Launch``).
 - Work-aware idle: while an owner has a job queued or running here, their cell is held busy
   (never paused, stopped or removed); a running exec job's wait holds it too.
 """
@@ -20,6 +23,7 @@ import logging
 import shlex
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentcell.config import Settings
@@ -42,6 +46,15 @@ REQUEUED = "the server stopped before the job started in its cell: queued again"
 JobEnded = Callable[[Job, Outcome], Coroutine[Any, Any, None]]
 """Told of each job's end once its state is kept (audit, metrics)."""
 JobStarted = Callable[[Job], None]
+
+
+@dataclass
+class _Launch:
+    """An exec job claimed here, until its cell has answered its start (or it never will)."""
+
+    sent: bool = False  # the start is on its way to the cell
+    cancelled: bool = False  # a cancel came first: the start is never sent
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def command(job: Job) -> str:
@@ -70,6 +83,7 @@ class Dispatcher:
         self._changed = asyncio.Event()  # set (and replaced) when a job starts or ends here
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its task, on this server
         self._owner_of: dict[str, str] = {}  # job id -> its owner, for the jobs running here
+        self._launches: dict[str, _Launch] = {}  # exec jobs claimed here, until started
         self._agents: dict[str, AgentJob] = {}
         self._holds: dict[str, asyncio.Event] = {}  # owner -> set to release their cell
         self._dropped: set[str] = set()  # owners being deleted: their jobs are not touched
@@ -162,6 +176,8 @@ class Dispatcher:
                 continue
             self._turns.started(job.user_id)
             self._on_start(claimed)
+            if claimed.kind == "exec":  # before any await: a cancel may come at once
+                self._launches[claimed.id] = _Launch()
             self._track(claimed, self._run(claimed))
         self._turns.forget(j.user_id for j in queued)
 
@@ -190,6 +206,17 @@ class Dispatcher:
         if job.kind == "agent":
             await self._run_agent(job)
             return
+        launch = self._launches[job.id]
+        try:
+            started = await self._start(job, launch)
+        finally:
+            del self._launches[job.id]
+            launch.done.set()
+        if started:
+            await self._watch(job)
+
+    async def _start(self, job: Job, launch: _Launch) -> bool:
+        """Start an exec job in its cell, unless it is cancelled first: whether it runs there."""
         start = JobStart(
             id=job.id,
             code=command(job),
@@ -199,14 +226,25 @@ class Dispatcher:
             log_limit=self.settings.job_log_max_bytes,
         )
         try:
+            await self.cells.ensure(job.user_id)  # the long part, if the cell is made now
+            if launch.cancelled:
+                return False  # it never reaches its cell
+            launch.sent = True
             await self.cells.start_job(job.user_id, start)
         except Conflict:
             pass  # it started already: this server stopped between the start and its record
         except AgentcellError as exc:
             await self._end(job, Outcome("failed", f"it could not start: {exc.message}", None))
-            return
+            return False
         self._signal()
-        await self._watch(job)
+        # A cancel that did not know of this launch (through another server, say) found no job
+        # in the cell; it recorded the job cancelled first, so that it is seen here.
+        with contextlib.suppress(NotFound):
+            if (await self.store.get_job(job.user_id, job.id)).state == "running":
+                return True
+        with contextlib.suppress(AgentcellError):
+            await self.cells.cancel_job(job.user_id, job.id)
+        return False
 
     async def _watch(self, job: Job) -> None:
         """Wait for an exec job's end in its cell, and keep its final state."""
@@ -299,18 +337,33 @@ class Dispatcher:
             return await self.store.set_job_state(
                 job.user_id, job.id, "cancelled", why, expect={"running"}
             )
-        info = await self.cells.cancel_job(job.user_id, job.id)  # its whole tree is dead now
+        launch = self._launches.get(job.id)
+        if launch is not None and not launch.sent:
+            launch.cancelled = True  # its start is never sent: nothing of it runs anywhere
+            return await self._cancelled(job, why, None)
+        if launch is not None:
+            await launch.done.wait()  # its start is on its way: the cell answers it at once
+        info = await self._cancel_in_cell(job)  # its whole tree is dead now
+        if info is None:  # not in its cell: recorded first, then once more in case it came
+            cancelled = await self._cancelled(job, why, None)
+            await self._cancel_in_cell(job)
+            return cancelled
+        return await self._cancelled(job, why, info)
+
+    async def _cancel_in_cell(self, job: Job) -> JobInfo | None:
+        try:
+            return await self.cells.cancel_job(job.user_id, job.id)
+        except NotFound:
+            return None
+
+    async def _cancelled(self, job: Job, why: str, info: JobInfo | None) -> Job:
+        fields = {} if info is None else {"exit_code": info.exit_code, "log_bytes": info.log_bytes}
         cancelled = await self.store.set_job_state(
-            job.user_id,
-            job.id,
-            "cancelled",
-            why,
-            expect={"running"},
-            exit_code=info.exit_code,
-            log_bytes=info.log_bytes,
+            job.user_id, job.id, "cancelled", why, expect={"running"}, **fields
         )
         if cancelled is not None:
-            await self._on_end(cancelled, Outcome("cancelled", why, info.exit_code))
+            code = None if info is None else info.exit_code
+            await self._on_end(cancelled, Outcome("cancelled", why, code))
             return cancelled
         return await self.store.get_job(job.user_id, job.id)
 
