@@ -244,6 +244,7 @@ def test_over_the_limit_is_429_with_retry_after(
         over = http.post("/v1/jobs", json={"kind": "exec", "code": "true"})
         assert_error(over, 429, "too_many_jobs")
         assert int(over.headers["Retry-After"]) > 0
+
         def states() -> list[str]:
             return sorted(j["state"] for j in http.get("/v1/jobs").json()["jobs"])
 
