@@ -89,7 +89,6 @@ class Dispatcher:
         self._dropped: set[str] = set()  # owners being deleted: their jobs are not touched
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
-        self._closing = False
 
     async def start(self) -> None:
         """Re-attach to what this server ran before it stopped, then serve the queue."""
@@ -118,7 +117,6 @@ class Dispatcher:
     async def close(self) -> None:
         """Stop serving: exec jobs go on in their cells (re-attached at the next start);
         agent jobs end ``interrupted``."""
-        self._closing = True
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
