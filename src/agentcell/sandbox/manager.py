@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
@@ -22,7 +23,7 @@ from agentcell.errors import AgentcellError, DockerUnavailable
 from agentcell.progress import ProgressHook, no_progress
 from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.backends import make_backend
-from agentcell.sandbox.base import Backend, CellState
+from agentcell.sandbox.base import Backend, CellState, ContainerInfo
 from agentcell.sandbox.cell import Cell, death_error
 from agentcell.sandbox.lifecycle import Lifecycle, Roster, memory_budget_mb
 from agentcell.sandbox.placements import JsonPlacements, Placements
@@ -33,6 +34,8 @@ from agentcell.sandbox.service import ReapReport
 from agentcell.sandbox.uids import CellUids
 
 log = logging.getLogger(__name__)
+
+DEATH_SETTLE_S = 2.0  # how long a cell whose executor hung up may take to finish dying
 
 
 class CellManager:
@@ -199,7 +202,7 @@ class CellManager:
     async def recover(self, cell: Cell) -> AgentcellError:
         """The executor stopped answering: say why, recreate the cell, return the error to raise."""
         try:
-            info = await asyncio.to_thread(self.backend.inspect, cell.container_id)
+            info = await self._settled(cell)
             error = death_error(info, self.settings.limits.memory_mb)
             log.warning("cell %s of %r died: %s", cell.cell_id, cell.owner, error.message)
             cell.state = CellState.DEAD
@@ -213,6 +216,17 @@ class CellManager:
                 hint="retry when the engine is back; the cell then starts again by itself",
             )
         return error
+
+    async def _settled(self, cell: Cell) -> ContainerInfo | None:
+        """The container as it is once it has finished dying: an executor that hung up most
+        often died with it (the OOM killer), and the engine says why only once it has
+        exited. One that still runs after a moment has an executor that hangs."""
+        deadline = time.monotonic() + DEATH_SETTLE_S
+        while True:
+            info = await asyncio.to_thread(self.backend.inspect, cell.container_id)
+            if info is None or info.state is not CellState.RUNNING or time.monotonic() > deadline:
+                return info
+            await asyncio.sleep(0.1)
 
     # --- the parts, for operators and tests -------------------------------------------------
 
