@@ -44,7 +44,9 @@ class Egress:
     def __init__(self, port: int = p.EGRESS_PORT) -> None:
         self.port = port
         self.loop = asyncio.get_running_loop()
-        self.listening = False
+        self.holder: Conn | None = None  # the host's listen request, while it lasts
+        self.free = asyncio.Event()  # set when no listen holds the port
+        self.free.set()
         self.offers: dict[str, Offer] = {}
         self.relays = 0
         self.room = asyncio.Event()  # set when an offer or a relay ends
@@ -53,10 +55,13 @@ class Egress:
         return {p.EgressListen: self.listen, p.EgressAccept: self.accept}
 
     async def listen(self, _req: p.EgressListen, conn: Conn) -> None:
-        if self.listening:
-            raise Fail("conflict", "the host is listening for this cell's egress already")
+        while self.holder is not None:
+            if not hung_up(self.holder.sock):
+                raise Fail("conflict", "the host is listening for this cell's egress already")
+            await self.free.wait()  # it hung up just now: its end comes at the next turn
         listener = self.bind()
-        self.listening = True
+        self.holder = conn
+        self.free.clear()
         try:
             conn.write(p.Ok().encode())
             await conn.drain()
@@ -74,7 +79,8 @@ class Egress:
                 await asyncio.gather(accepting, return_exceptions=True)
         finally:
             listener.close()
-            self.listening = False
+            self.holder = None
+            self.free.set()
             for offer_id in list(self.offers):
                 self.drop(offer_id)
 
@@ -136,3 +142,13 @@ class Egress:
     def shutdown(self) -> None:
         for offer_id in list(self.offers):
             self.drop(offer_id)
+
+
+def hung_up(sock: socket.socket) -> bool:
+    """Whether the peer closed sock (an EOF waits in it), without taking anything from it."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
