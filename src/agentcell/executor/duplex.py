@@ -17,8 +17,9 @@ RELAY_BYTES = 256 * 1024
 
 class Duplex(Protocol):
     """Bytes both ways. ``recv`` gives b"" once the other side is done sending; ``send_eof``
-    says we are (the other way stays open); ``close`` ends both ways. ``recv`` and ``send``
-    raise ``ConnectionError`` when the other side went away abruptly."""
+    says we are (the other way stays open); ``close`` ends both ways, once no ``recv`` or
+    ``send`` is in flight (cancel them first). ``recv`` and ``send`` raise ``ConnectionError``
+    when the other side went away abruptly."""
 
     @property
     def id(self) -> str: ...

@@ -2,7 +2,8 @@
 
 Standard library only. One request per connection: the client sends one request line (and, for
 ``write``, its data frames), the server answers with event lines and closes. Every message is
-one JSON object on one line with a ``kind`` discriminator.
+one JSON object on one line with a ``kind`` discriminator. After ``EgressAccept``'s ``Ok`` the
+connection carries raw bytes both ways (an egress connection of the cell's).
 """
 
 from __future__ import annotations
