@@ -15,13 +15,20 @@ import os
 import socket
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from agentcell.errors import ExecutorError, ExecutorUnreachable, FileTooLarge, executor_error
+from agentcell.errors import (
+    ExecutorError,
+    ExecutorUnreachable,
+    FileTooLarge,
+    NotFound,
+    executor_error,
+)
 from agentcell.executor import protocol as p
+from agentcell.executor.duplex import SocketDuplex
 from agentcell.executor.protocol import Entry, Exec, Exit, JobInfo, JobStart, Output, Pong
 
 __all__ = [
@@ -59,7 +66,7 @@ class _Connection:
     streams (no transport, no extra loop turns to set up and tear down): the warm path is
     made of such fixed costs. The cell is not trusted: lines are bounded, and so is silence."""
 
-    def __init__(self, sock: socket.socket, patience: float, paths: bool = True) -> None:
+    def __init__(self, sock: socket.socket, patience: float | None, paths: bool = True) -> None:
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.buf = bytearray()
@@ -100,7 +107,7 @@ class _Connection:
                     data = await self.loop.sock_recv(self.sock, RECV_BYTES)
             except TimeoutError as exc:
                 raise ExecutorUnreachable(
-                    f"the executor is not answering: silent for {self.patience:.0f} s"
+                    f"the executor is not answering: silent for {self.patience or 0:.0f} s"
                 ) from exc
             except OSError as exc:
                 raise _gone(exc) from exc
@@ -337,6 +344,46 @@ class ExecutorClient:
         """Delete an ended job's folder, log and all; ``Conflict`` while it runs."""
         await self._call(p.JobForget(job_id), p.Ok)
 
+    # --- egress: the connections programs in the cell open to its forwarder ---------------
+
+    @asynccontextmanager
+    async def egress(self) -> AsyncIterator[AsyncIterator[SocketDuplex]]:
+        """Run the cell's egress forwarder (127.0.0.1:protocol.EGRESS_PORT in the cell) for
+        the block: listening once entered (``Conflict`` when the cell's port is taken or
+        another listen holds it), it yields the connections programs in the cell open, each
+        taken and spliced to it: the caller relays its bytes (and closes it). On exit the
+        forwarder stops and offers not taken yet are dropped. Silence is no error (a paused
+        cell is silent); the executor going away ends the iteration with
+        ``ExecutorUnreachable``."""
+        conn = await self._open(p.EgressListen())
+        try:
+            await conn.expect(p.Ok)
+            yield self._offers(conn)
+        finally:
+            conn.close()
+
+    async def _offers(self, conn: _Connection) -> AsyncGenerator[SocketDuplex, None]:
+        while True:
+            msg = await conn.event()
+            if isinstance(msg, p.EgressOffer):
+                if (duplex := await self._take_offer(msg.id)) is not None:
+                    yield duplex
+            elif not isinstance(msg, p.Beat):
+                raise _unexpected(msg)
+
+    async def _take_offer(self, offer_id: str) -> SocketDuplex | None:
+        """The offered connection, or None when the cell dropped it meanwhile."""
+        conn = await self._open(p.EgressAccept(offer_id))
+        try:
+            await conn.expect(p.Ok)
+        except NotFound:
+            conn.close()
+            return None
+        except BaseException:
+            conn.close()
+            raise
+        return SocketDuplex(conn.sock, offer_id, bytes(conn.buf))
+
     async def _call(self, req: p.Message, kind: type[M]) -> M:
         conn = await self._open(req)
         try:
@@ -345,8 +392,11 @@ class ExecutorClient:
             conn.close()
 
     async def _open(self, req: p.Message) -> _Connection:
-        patience = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
-        conn = _Connection(await self._connect(), patience, paths=not req.kind.startswith("job_"))
+        patience: float | None = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
+        if isinstance(req, p.EgressListen):
+            patience = None
+        paths = not req.kind.startswith(("job_", "egress_"))  # a missing job or offer: NotFound
+        conn = _Connection(await self._connect(), patience, paths=paths)
         try:
             await conn.send(req.encode())
         except BaseException:

@@ -2,7 +2,8 @@
 
 Standard library only. One request per connection: the client sends one request line (and, for
 ``write``, its data frames), the server answers with event lines and closes. Every message is
-one JSON object on one line with a ``kind`` discriminator.
+one JSON object on one line with a ``kind`` discriminator. After ``EgressAccept``'s ``Ok`` the
+connection carries raw bytes both ways (an egress connection of the cell's).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ JOB_ID_MAX = 64
 JOB_LOG_LIMIT = 64 * 1024 * 1024
 TIMED_OUT = 124  # the exit code of a timed-out exec or job, as timeout(1) has it
 BEAT_S = 10.0  # a job's waiters and followers hear at least this often, while nothing happens
+EGRESS_PORT = 3128  # the egress forwarder's port on the cell's 127.0.0.1 (egress.py)
+EGRESS_OFFER_TTL_S = 3.0  # an offered connection the host has not taken by then is dropped
+EGRESS_PENDING_MAX = 64  # offers waiting for the host; more connections wait in the backlog
+EGRESS_RELAYS_MAX = 256  # connections relayed at once; more wait in the backlog
 # The longest line each side reads. Every frame, page and event fits well inside; the host, which
 # reads an untrusted cell, allows less. An exec's code must fit in a request line.
 REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
@@ -233,6 +238,24 @@ class JobForget(Message):
     id: str
 
 
+@dataclass
+class EgressListen(Message):
+    """Run the cell's egress forwarder while this connection lasts: ``Ok`` once it listens on
+    127.0.0.1:EGRESS_PORT (``Conflict`` when it cannot, or another listen holds it), then an
+    ``EgressOffer`` for each connection a program in the cell opens, a ``Beat`` every BEAT_S."""
+
+    kind: ClassVar[str] = "egress_listen"
+
+
+@dataclass
+class EgressAccept(Message):
+    """Take an offered connection: ``Ok``, then raw bytes both ways on this connection, each way
+    ending on its EOF. ``NotFound`` once the offer was dropped (EGRESS_OFFER_TTL_S)."""
+
+    kind: ClassVar[str] = "egress_accept"
+    id: str
+
+
 # --- data frames (both directions) ---------------------------------------------------------
 
 
@@ -337,6 +360,14 @@ class JobInfos(Message):
 
 
 @dataclass
+class EgressOffer(Message):
+    """A program in the cell connected to the forwarder; take it with ``EgressAccept(id)``."""
+
+    kind: ClassVar[str] = "egress_offer"
+    id: str
+
+
+@dataclass
 class Beat(Message):
     """Still there, nothing new: a waiter's or a follower's sign of life."""
 
@@ -380,6 +411,8 @@ MESSAGES: dict[str, type[Message]] = {
         JobAppend,
         JobEnd,
         JobForget,
+        EgressListen,
+        EgressAccept,
         Chunk,
         End,
         Pong,
@@ -389,6 +422,7 @@ MESSAGES: dict[str, type[Message]] = {
         Processes,
         JobInfo,
         JobInfos,
+        EgressOffer,
         Beat,
         Ok,
         Error,

@@ -8,7 +8,8 @@ so an interrupt reaches its whole process group; the server, the kernels and the
 subreapers, so at an exec's end or timeout its whole process tree is found and killed (tree.py),
 unless the exec asked to keep it (``background``): kept processes are listed and killed by
 request. Output goes through pipes.py, file operations through files.py, jobs (code run
-detached from any connection, with a log in the cell) through jobs.py.
+detached from any connection, with a log in the cell) through jobs.py, the egress forwarder (the
+cell's loopback relayed to the host) through egress.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from . import protocol as p
 from .cellenv import read, thread_env
 from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
+from .egress import Egress
 from .files import Files, inside
 from .holder import fork_holder, read_status
 from .jobs import Jobs
@@ -59,7 +61,12 @@ T = TypeVar("T")
 
 class Executor:
     def __init__(
-        self, workspace: str, max_contexts: int = MAX_CONTEXTS, *, subreaper: bool = True
+        self,
+        workspace: str,
+        max_contexts: int = MAX_CONTEXTS,
+        *,
+        subreaper: bool = True,
+        egress_port: int = p.EGRESS_PORT,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.subreaper = subreaper  # False: orphans go to PID 1 (gVisor), see kill_shell
@@ -98,6 +105,8 @@ class Executor:
         }
         self.jobs = Jobs(self)
         self.handlers.update(self.jobs.handlers())
+        self.egress = Egress(egress_port)
+        self.handlers.update(self.egress.handlers())
 
     def listen(self, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -155,6 +164,7 @@ class Executor:
         for holder in self.holders:
             kill_tree(holder, include_root=True)
         self.jobs.shutdown()
+        self.egress.shutdown()
 
     async def ping(self, _msg: p.Ping, conn: Conn) -> None:
         conn.write(p.Pong(uid=os.getuid(), pid=os.getpid()).encode())
@@ -426,14 +436,16 @@ def ms_since(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 3)
 
 
-async def serve(socket_path: str, workspace: str, warm: bool, max_contexts: int) -> None:
+async def serve(
+    socket_path: str, workspace: str, warm: bool, max_contexts: int, egress_port: int
+) -> None:
     # What is loaded by now lives as long as the server: the collector need not walk it, and
     # by walking it would write to pages that the python contexts (forks) share with us.
     gc.freeze()
     subreaper = set_subreaper()  # orphans come to us, not to PID 1: see tree.py
     if not subreaper:
         log.warning("no child subreaper (prctl refused): what calls setsid may outlive its exec")
-    executor = Executor(workspace, max_contexts, subreaper=subreaper)
+    executor = Executor(workspace, max_contexts, subreaper=subreaper, egress_port=egress_port)
     listener = executor.listen(socket_path)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -462,11 +474,18 @@ def main(argv: list[str] | None = None) -> int:
         default=MAX_CONTEXTS,
         help="python contexts alive at once; the least recently used idle one makes room",
     )
+    parser.add_argument(
+        "--egress-port",
+        type=int,
+        default=p.EGRESS_PORT,
+        help="the egress forwarder's port on 127.0.0.1, while the host asks for it (tests on "
+        "the host pick a free one)",
+    )
     args = parser.parse_args(argv)
     if args.max_contexts < 1:
         parser.error("--max-contexts must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(levelname)s %(message)s")
-    asyncio.run(serve(args.socket, args.workspace, args.warm, args.max_contexts))
+    asyncio.run(serve(args.socket, args.workspace, args.warm, args.max_contexts, args.egress_port))
     return 0
 
 

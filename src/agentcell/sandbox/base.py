@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +19,7 @@ from agentcell.config import CellLimits, NetworkPolicy
 
 if TYPE_CHECKING:
     from agentcell.executor.client import ExecResult
+    from agentcell.executor.duplex import Duplex
     from agentcell.executor.protocol import (
         Entries,
         Entry,
@@ -110,6 +112,7 @@ class ExecutorChannel(Protocol):
     async def append_job_log(self, job_id: str, text: str) -> None: ...
     async def end_job(self, job_id: str, exit_code: int) -> JobInfo: ...
     async def forget_job(self, job_id: str) -> None: ...
+    def egress(self) -> AbstractAsyncContextManager[AsyncIterator[Duplex]]: ...
 
 
 class Backend(Protocol):

@@ -20,6 +20,7 @@ from agentcell.errors import (
     InvalidRequest,
 )
 from agentcell.executor.client import ExecResult
+from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
     Entries,
     Entry,
@@ -270,6 +271,16 @@ class Cell:
     async def forget_job(self, job_id: str) -> None:
         async with self.using() as client:
             await client.forget_job(job_id)
+
+    @asynccontextmanager
+    async def egress(self) -> AsyncIterator[AsyncIterator[Duplex]]:
+        """The cell's egress forwarder for the block (CellService.egress). Not a use of the
+        cell: the listen alone lets it go idle (paused, it is only silent), and a lost executor
+        ends the iteration without recreating the cell (the caller listens on the next one)."""
+        if self.state is not CellState.RUNNING:
+            await self.keeper.wake(self)
+        async with self.client.egress() as conns:
+            yield conns
 
 
 def network_failed(stderr: str) -> bool:

@@ -10,6 +10,7 @@ from types import TracebackType
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.executor.client import ExecResult
+from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
     Entries,
     Entry,
@@ -188,6 +189,12 @@ class LocalCells(CellService):
 
     async def forget_job(self, owner: str, job_id: str) -> None:
         await (await self.manager.ensure(owner)).forget_job(job_id)
+
+    @asynccontextmanager
+    async def egress(self, owner: str) -> AsyncIterator[AsyncIterator[Duplex]]:
+        cell = await self.manager.ensure(owner)
+        async with cell.egress() as conns:
+            yield conns
 
     # --- files -----------------------------------------------------------------------------
 

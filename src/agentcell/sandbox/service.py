@@ -10,13 +10,14 @@ messages) and ``agentcell.errors``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from agentcell.config import CellLimits, NetworkPolicy
 from agentcell.executor.client import ExecResult
+from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
     Entries,
     Entry,
@@ -90,15 +91,15 @@ class CellService(Protocol):
     followed ``job_log`` keeps it from being paused or stopped). The job calls also raise
     ``NotFound`` (no such job in the cell) and ``Conflict``.
 
+    Egress (§10): ``egress(owner)`` gives the connections programs in the cell open to its
+    forwarder, for the proxy to check against the owner's policy. A ``Duplex``
+    (``executor.duplex``) is bytes both ways by ``recv``/``send``/``send_eof``/``close``, so it
+    crosses a network as well as a process.
+
     Coming, on this same interface (not built yet):
-    - terminals (§11): ``pty(owner, cols, rows) -> Duplex`` (bytes both ways, plus resize and
-      the exit code);
+    - terminals (§11): ``pty(owner, cols, rows) -> Duplex`` (plus resize and the exit code);
     - port relay (§11): ``relay(owner, port) -> Duplex`` (a byte stream to ``127.0.0.1:port``
-      inside the cell) and ``ports(owner) -> list[int]``;
-    - egress (§10): ``egress(owner) -> AsyncIterator[Duplex]``, the connections the cell's
-      forwarder opens, for the proxy to check against the owner's policy.
-    ``Duplex`` will be a value with an ``AsyncIterator[bytes]`` each way, so it crosses a
-    network as well as a process.
+      inside the cell) and ``ports(owner) -> list[int]``.
     """
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -226,6 +227,19 @@ class CellService(Protocol):
 
     async def forget_job(self, owner: str, job_id: str) -> None:
         """Delete a job's folder, log and all; ``Conflict`` while it runs (cancel it first)."""
+        ...
+
+    # --- egress ----------------------------------------------------------------------------
+
+    def egress(self, owner: str) -> AbstractAsyncContextManager[AsyncIterator[Duplex]]:
+        """The owner's cell listens on its ``127.0.0.1:EGRESS_PORT`` (protocol) for the block
+        (listening once entered; ``Conflict`` when another listen holds it) and the iterator
+        yields each connection a program there opens, taken: the caller carries its bytes on
+        and closes it, and should take the next promptly (an offer waits EGRESS_OFFER_TTL_S).
+        Leaving the block stops the forwarder. Holding it does not keep the cell busy: an idle
+        cell is paused or stopped as ever; when its executor goes (stopped, restarted,
+        removed) the iteration ends with ``ExecutorUnreachable``, and the caller listens again
+        once the cell runs."""
         ...
 
     # --- files -----------------------------------------------------------------------------
