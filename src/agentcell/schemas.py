@@ -7,10 +7,12 @@ the server's limits, are ``agentcell.api.schemas``; storage rows live in ``agent
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Language = Literal["python", "shell"]
 
@@ -353,3 +355,99 @@ class JobLogEnd(BaseModel):
     state: JobState
     exit_code: int | None = None
     offset: int
+
+
+# --- network: egress policy and secrets (DESIGN §10) -------------------------------------------
+
+NetworkMode = Literal["none", "allowlist", "public"]
+"""What a cell may reach through the egress proxy: nothing; the hosts of ``allow`` (minus those
+of ``deny``); any public address (minus ``deny``). Private, loopback and link-local addresses
+are refused whatever the mode."""
+NETWORK_MODES: tuple[NetworkMode, ...] = ("none", "allowlist", "public")
+HOST_PATTERNS_MAX = 256
+HOST_PATTERN = re.compile(
+    r"^(\*\.)?(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
+
+
+def host_pattern(text: str) -> str:
+    """A host name as policies and secrets hold it: lower case, IDNA (punycode), no trailing
+    dot; ``*.`` in front matches every name below (not the bare domain). An IP address is kept
+    as it is. ValueError says what is wrong."""
+    raw = text.strip()
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        pass
+    name = raw.lower().rstrip(".")
+    wildcard = name.startswith("*.")
+    body = name[2:] if wildcard else name
+    try:
+        body = body.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{text!r} is not a host name") from None
+    pattern = f"*.{body}" if wildcard else body
+    if not HOST_PATTERN.match(pattern) or "*" in body:
+        raise ValueError(
+            f"{text!r} is not a host name or *.domain (no scheme, port, path or inner *)"
+        )
+    return pattern
+
+
+def _host_patterns(values: list[str]) -> list[str]:
+    if len(values) > HOST_PATTERNS_MAX:
+        raise ValueError(f"at most {HOST_PATTERNS_MAX} hosts")
+    return list(dict.fromkeys(host_pattern(v) for v in values))
+
+
+class NetworkPolicy(BaseModel):
+    """A user's egress policy (``GET/PUT /v1/cell/network``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: NetworkMode = "none"
+    allow: list[str] = Field(
+        default_factory=list, description="allowlist mode: hosts, or *.domain for every name below"
+    )
+    deny: list[str] = Field(
+        default_factory=list, description="refused in every mode; deny wins over allow"
+    )
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return _host_patterns(v)
+
+
+class AdminNetwork(BaseModel):
+    """The deployment's egress rules (``GET/PUT /v1/admin/network``): the policy of users who
+    set none, the widest mode a user may choose, the ports besides 80 and 443 cells may reach."""
+
+    model_config = ConfigDict(extra="forbid")
+    default: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    ceiling: NetworkMode = "allowlist"
+    ports: list[int] = Field(
+        default_factory=list, description="destination ports allowed besides 80 and 443"
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= port <= 65535 for port in v):
+            raise ValueError("ports are 1-65535")
+        return sorted(set(v))
+
+
+SECRET_NAME = r"^[A-Z_][A-Z0-9_]{0,63}$"
+
+
+class SecretPublic(BaseModel):
+    """A secret as its owner sees it: never its value."""
+
+    name: str
+    hosts: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretList(BaseModel):
+    secrets: list[SecretPublic]
