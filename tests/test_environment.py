@@ -16,12 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_settings_built_in_a_test_see_only_defaults() -> None:
     assert not [name for name in os.environ if name.startswith("AGENTCELL_")]
     settings = Settings()
-    assert settings.network == "none"
+    assert settings.network_default.mode == "none"
     assert settings.model == ""
 
 
 def test_a_developers_environment_does_not_leak_into_tests() -> None:
-    env = os.environ | {"AGENTCELL_NETWORK": "host", "AGENTCELL_MODEL": "openai:gpt-4.1"}
+    env = os.environ | {
+        "AGENTCELL_NETWORK_DEFAULT": '{"mode": "public"}',
+        "AGENTCELL_MODEL": "openai:gpt-4.1",
+    }
     inner = f"{Path(__file__).relative_to(ROOT)}::test_settings_built_in_a_test_see_only_defaults"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", inner],

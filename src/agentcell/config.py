@@ -18,10 +18,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentcell.schemas import NetworkMode, NetworkPolicy
+
 ImageProfile = Literal["minimal", "full"]
-NetworkPolicy = Literal["none"]
-"""What a cell may reach: ``none`` (no interface at all). The egress proxy (DESIGN §10) adds
-``allowlist`` and ``public``; a backend maps the policy onto its own mechanism."""
 
 # Under gVisor's ptrace platform the host's pids limit counts runsc's own threads too (its Go
 # runtime's, and a stub thread per Sentry thread for each process): about 220 at rest. At the
@@ -112,15 +111,40 @@ class Settings(BaseSettings):
         default_factory=dict, description="extra labels on every container we create"
     )
     runtime: str = Field("", description="OCI runtime for cells, e.g. runsc; empty = default")
-    network: NetworkPolicy = Field(
-        "none", description="what cells may reach: none (no network interface at all)"
-    )
     backend: BackendConfig = Field(
         default_factory=DockerBackendConfig,
         description="where cells run: {type: docker} (the only backend today)",
     )
 
     limits: CellLimits = Field(default_factory=CellLimits)
+
+    network_default: NetworkPolicy = Field(
+        default_factory=NetworkPolicy,
+        description='egress policy of users who set none, e.g. {"mode": "allowlist", "allow": '
+        '["pypi.org", "files.pythonhosted.org"]}; PUT /v1/admin/network overrides it at run time',
+    )
+    network_ceiling: NetworkMode = Field(
+        "allowlist", description="the widest egress mode a user may choose: none, allowlist, public"
+    )
+    network_ports: list[int] = Field(
+        default_factory=list, description="destination ports cells may reach besides 80 and 443"
+    )
+    egress_connections_per_user: int = Field(
+        64, ge=1, description="connections one user's cell may have open through the proxy"
+    )
+    egress_bytes_per_minute: int = Field(
+        1024**3,
+        ge=0,
+        description="bytes a minute one user's cell may move through the proxy "
+        "(both ways, paced, not cut); 0 = no limit",
+    )
+    egress_connect_timeout_s: float = Field(10, gt=0, description="connecting to a host")
+    secrets_key: SecretStr = Field(
+        SecretStr(""),
+        description="base64 of 32 bytes sealing users' secrets in the store; empty = generated "
+        "once into data_dir/secrets.key",
+    )
+    secrets_per_user_max: int = Field(50, ge=1, description="secrets one user may keep")
 
     pool_size: int = Field(1, ge=0, description="pre-started cells for new users; 0 disables")
     idle_pause_s: float = Field(120, gt=0, description="idle seconds before a cell is paused")
@@ -242,6 +266,16 @@ class Settings(BaseSettings):
         if self.instance_id:
             return self.instance_id
         return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+
+    @property
+    def egress_dir(self) -> Path:
+        """The egress CA's key and certificate, and the CA bundle cells trust (data_dir)."""
+        return self.data_dir / "egress"
+
+    @property
+    def ca_bundle_path(self) -> Path:
+        """The system's CAs and the egress CA, which cells mount over their own CA list."""
+        return self.egress_dir / "ca-bundle.pem"
 
     @property
     def admin_token_path(self) -> Path:

@@ -92,7 +92,7 @@ class CellPublic(BaseModel):
     state: str = Field(description="none, running, paused, stopped, removed or dead")
     image: str
     limits: Limits
-    network: str
+    network: str = Field(description="your egress mode: none, allowlist or public")
     created_at: datetime | None
     last_active_at: datetime | None
 
@@ -451,3 +451,13 @@ class SecretPublic(BaseModel):
 
 class SecretList(BaseModel):
     secrets: list[SecretPublic]
+
+
+class CellNetwork(NetworkPolicy):
+    """Your egress policy as it applies now, and where it comes from."""
+
+    source: Literal["user", "default"] = Field(
+        description="user: you set it; default: the admin's (PUT one of your own to change it)"
+    )
+    ceiling: NetworkMode = Field(description="the widest mode the admin lets you choose")
+    ports: list[int] = Field(description="the ports cells may reach")

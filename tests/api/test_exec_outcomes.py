@@ -55,16 +55,17 @@ def test_a_timeout_is_one_story_in_both_languages(server: Live, language: str) -
 
 
 def test_no_network_is_said_in_words(server: Live) -> None:
-    code = "import urllib.request\nurllib.request.urlopen('http://example.invalid', timeout=5)"
+    """A program that ignores the proxy finds no network at all, and is told where it is."""
+    code = "import socket\nsocket.create_connection(('example.invalid', 80), timeout=5)"
     with user(server, "offline") as c:
         result = c.exec(code)
         assert result.exit_code == 1
         assert "Temporary failure in name resolution" in result.stderr
         assert result.stderr.endswith(
-            "agentcell: this cell has no network (policy: none): it cannot reach other hosts\n"
+            "only those the network policy allows (agentcell network show; GET /v1/cell/network)\n"
         )
         stderr = "".join(e.data for e in c.exec_stream(code) if isinstance(e, StderrEvent))
-        assert stderr.endswith("(policy: none): it cannot reach other hosts\n")
+        assert stderr.endswith("(agentcell network show; GET /v1/cell/network)\n")
         assert "no network" not in c.exec("import sys\nprint('fine', file=sys.stderr)").stderr
 
 

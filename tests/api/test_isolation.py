@@ -71,6 +71,23 @@ MATRIX: tuple[Row, ...] = (
     Row("POST", "/v1/schedules/{schedule}/pause", (200, 404, A, A, U)),
     Row("POST", "/v1/schedules/{schedule}/resume", (200, 404, A, A, U)),
     Row("DELETE", "/v1/schedules/{schedule}", (204, 404, A, A, U)),
+    # Egress: each user has a policy and secrets of their own; the owner's secret is not found
+    # by another user (they would delete their own of that name, which they do not have).
+    Row("GET", "/v1/cell/network", (200, 200, A, A, U)),
+    Row(
+        "PUT",
+        "/v1/cell/network",
+        (200, 200, A, A, U),
+        json={"mode": "allowlist", "allow": ["a.org"]},
+    ),
+    Row("DELETE", "/v1/cell/network", (200, 200, A, A, U)),
+    Row("GET", "/v1/secrets", (200, 200, A, A, U)),
+    Row(
+        "PUT", "/v1/secrets/{secret}", (200, 200, A, A, U), json={"value": "v", "hosts": ["a.org"]}
+    ),
+    Row("DELETE", "/v1/secrets/{secret}", (204, 404, A, A, U)),
+    Row("GET", "/v1/admin/network", (U, U, A, A, 200)),
+    Row("PUT", "/v1/admin/network", (U, U, A, A, 200), json={"ceiling": "allowlist"}),
     Row("GET", "/v1/users", (U, U, A, A, 200)),
     Row("POST", "/v1/users", (U, U, A, A, 201), json={"name": "newcomer"}),
     Row("DELETE", "/v1/users/{spare}", (U, U, A, A, 204)),
@@ -92,6 +109,7 @@ class World:
     job: str  # a running job of the owner's
     ended: str  # an ended job of the owner's
     schedule: str
+    secret: str = "OWNER_TOKEN"  # a secret of the owner's
 
     def call(self, row: Row, caller: str) -> httpx.Response:
         path = row.path.format(
@@ -102,6 +120,7 @@ class World:
             job=self.job,
             ended=self.ended,
             schedule=self.schedule,
+            secret=self.secret,
         )
         return self.http.request(
             row.method,
@@ -150,6 +169,8 @@ def world(chat_server: Live) -> Iterator[World]:
         wait_until("one job has ended", lambda: state(jobs["ended"]) == "succeeded")
         cron = {"kind": "exec", "code": "print(1)", "schedule": {"cron": "0 7 * * *"}}
         schedule = http.post("/v1/jobs", json=cron, headers=owner).json()["id"]
+        secret = {"value": "owner's value", "hosts": ["api.example.com"]}
+        assert http.put("/v1/secrets/OWNER_TOKEN", json=secret, headers=owner).status_code == 200
         yield World(
             http=http,
             headers={
@@ -181,6 +202,7 @@ def test_the_matrix_covers_every_route(server: Live) -> None:
         "{job}": "{job_id}",
         "{ended}": "{job_id}",
         "{schedule}": "{schedule_id}",
+        "{secret}": "{name}",
     }
     covered = set()
     for row in MATRIX:

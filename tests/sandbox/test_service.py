@@ -112,7 +112,6 @@ async def test_the_operators_view(cells: CellService) -> None:
     assert "hal" in {c.owner for c in overview}
     assert plain(overview) == overview
     profile = await cells.profile()
-    assert profile.network == "none"
     assert profile.image
     assert plain(profile) == profile
     health = await cells.health()

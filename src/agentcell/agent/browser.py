@@ -19,7 +19,8 @@ from pydantic_ai import ModelRetry, RunContext, ToolFailed
 from agentcell.agent.tools import OUTPUT_BYTES, AgentDeps, describe, fixable, trim
 
 MARK = "\x1eagentcell:"  # starts the line that carries a script's JSON answer
-LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+# What Chromium says when the egress proxy refuses a connection (or there is none).
+PROXY_REFUSALS = ("ERR_TUNNEL_CONNECTION_FAILED", "ERR_PROXY_CONNECTION_FAILED")
 PAGE_BYTES = 5 * 1024 * 1024
 
 FETCH_SCRIPT = r"""
@@ -65,10 +66,15 @@ try:
         title, body = " ".join(parser.title.split()), parser.text()
     answer(ok=True, status=status, url=final, type=ctype, title=title, text=body)
 except urllib.error.HTTPError as e:
-    answer(ok=False, error=f"HTTP {e.code} {e.reason}")
+    if e.headers.get("X-Agentcell-Egress") == "refused":  # the egress proxy said no, and why
+        answer(ok=False, refused=True, error=e.read(2000).decode("utf-8", "replace").strip())
+    else:
+        answer(ok=False, error=f"HTTP {e.code} {e.reason}")
 except (urllib.error.URLError, OSError) as e:
-    answer(ok=False, network=True, error=f"{type(getattr(e, 'reason', e)).__name__}: "
-           f"{getattr(e, 'reason', e)}")
+    reason = getattr(e, "reason", e)
+    # A refused CONNECT: http.client gives the proxy's status line, which holds its reason.
+    refused = "Tunnel connection failed: 403" in str(reason)
+    answer(ok=False, network=True, refused=refused, error=f"{type(reason).__name__}: {reason}")
 except Exception as e:
     answer(ok=False, error=f"{type(e).__name__}: {e}")
 """
@@ -86,9 +92,11 @@ def _ac_page():
     if browser is None or not browser.is_connected():
         from playwright.sync_api import sync_playwright
         g["_ac_pw"] = g.get("_ac_pw") or sync_playwright().start()
+        proxy = _ac_os.environ.get("HTTPS_PROXY")  # the cell's egress forwarder
         browser = g["_ac_browser"] = g["_ac_pw"].chromium.launch(
             executable_path="/usr/bin/chromium",
             args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage"],
+            proxy={"server": proxy, "bypass": "localhost,127.0.0.1"} if proxy else None,
         )
     page = g["_ac_page_obj"] = browser.new_page()
     return page
@@ -136,11 +144,12 @@ def _ac_call(name, *args):
 """
 
 
-def no_network(url: str) -> str:
+def no_network(url: str, why: str) -> str:
     return (
-        f"cannot fetch {url}: this cell has no network access (AGENTCELL_NETWORK=none). Tell "
-        "the user: cells reach no other host until agentcell has an egress proxy with "
-        "per-user allow-lists. Pages served inside the cell itself (127.0.0.1) still work."
+        f"cannot fetch {url}: {why}. The cell reaches other hosts only through agentcell's "
+        "egress proxy, and only those the user's network policy allows. Tell the user: "
+        "`agentcell network show` shows it, `agentcell network allow HOST` allows a host "
+        "(within what the admin permits). Pages served inside the cell (127.0.0.1) still work."
     )
 
 
@@ -185,9 +194,7 @@ async def fetch(ctx: RunContext[AgentDeps], url: str) -> str:
         url: the full URL, starting with http:// or https://.
     """
     deps = ctx.deps
-    host = _check_url(url)
-    if deps.settings.network == "none" and host not in LOOPBACK:
-        raise ToolFailed(no_network(url))
+    _check_url(url)
     command = (
         f"python3 - {shlex.quote(url)} {PAGE_BYTES} <<'AGENTCELL_FETCH'\n"
         f"{FETCH_SCRIPT}\nAGENTCELL_FETCH\n"
@@ -199,8 +206,8 @@ async def fetch(ctx: RunContext[AgentDeps], url: str) -> str:
         detail = trim(result.stderr or result.stdout, 2000) or describe(result, 2000)
         raise ToolFailed(f"fetching {url} failed: {detail}")
     if not data["ok"]:
-        if data.get("network") and deps.settings.network == "none":
-            raise ToolFailed(no_network(url))
+        if data.get("refused") or data.get("network"):
+            raise ToolFailed(no_network(url, data["error"]))
         raise ToolFailed(f"fetching {url} failed: {data['error']}")
     head = f"{data['url']} (HTTP {data['status']}, {data['type']})"
     title = f"title: {data['title']}\n\n" if data["title"] else ""
@@ -230,6 +237,8 @@ async def _browse(ctx: RunContext[AgentDeps], op: str, *args: str) -> dict[str, 
     if data.get("missing"):
         raise ToolFailed(NO_CHROMIUM)
     if not data["ok"]:
+        if op == "open" and any(refusal in data["error"] for refusal in PROXY_REFUSALS):
+            raise ToolFailed(no_network(args[0], "the egress proxy refused the connection"))
         raise ModelRetry(f"{op} failed: {data['error']}")
     return data
 
@@ -246,9 +255,7 @@ async def open_page(ctx: RunContext[AgentDeps], url: str) -> str:
     Args:
         url: the full URL, starting with http:// or https://.
     """
-    host = _check_url(url)
-    if ctx.deps.settings.network == "none" and host not in LOOPBACK:
-        raise ToolFailed(no_network(url))
+    _check_url(url)
     data = await _browse(ctx, "open", url)
     return f"opened, HTTP {data['status']}; {_where(data)}"
 

@@ -16,9 +16,21 @@ from agentcell.api import errors
 from agentcell.api.auth import ensure_admin_token
 from agentcell.api.gate import RateGate
 from agentcell.api.metrics import Metrics, MetricsMiddleware
-from agentcell.api.routes import audit, cell, files, jobs, ops, schedules, sessions, users
+from agentcell.api.routes import (
+    audit,
+    cell,
+    files,
+    jobs,
+    network,
+    ops,
+    schedules,
+    secrets,
+    sessions,
+    users,
+)
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
+from agentcell.egress.build import build_gateway
 from agentcell.sandbox.local import LocalCells
 from agentcell.services import Services
 from agentcell.services.limits import Limits
@@ -104,11 +116,21 @@ def create_app(settings: Settings) -> FastAPI:
         async with await Store.from_settings(settings) as store:
             placements = Placements(store.engine, node=settings.instance)
             await placements.import_file(settings.data_dir / "cells.json")  # before reconciling
-            cells = LocalCells.from_settings(settings, exec_audit=store, placements=placements)
+            gateway = build_gateway(settings, store, getattr(app.state, "test_internet", None))
+            cells = LocalCells.from_settings(
+                settings, exec_audit=store, placements=placements, egress=gateway
+            )
             async with cells:  # every exec audited; owners' cells placed in the store
                 observe = app.state.metrics.observe_exec
                 services = Services(
-                    settings, store, cells, app.state.limits, observe, factory, app.state.metrics
+                    settings,
+                    store,
+                    cells,
+                    gateway,
+                    app.state.limits,
+                    observe,
+                    factory,
+                    app.state.metrics,
                 )
                 async with services:
                     app.state.services = services
@@ -128,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.limits = Limits.from_settings(settings)
     app.state.metrics = Metrics()
     errors.install(app)
-    for module in (users, cell, files, sessions, jobs, schedules, audit, ops):
+    for module in (users, cell, network, secrets, files, sessions, jobs, schedules, audit, ops):
         app.include_router(module.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)

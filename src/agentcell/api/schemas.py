@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 
-from agentcell.schemas import JobKind, Language
+from agentcell.schemas import JobKind, Language, host_pattern
 from agentcell.store.models import TITLE_MAX
 
 CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -69,3 +69,20 @@ class JobCreate(BaseModel):
     schedule: ScheduleAt | ScheduleCron | None = Field(
         None, description="none: now; at: once then; cron: at every fire (answers the schedule)"
     )
+
+
+class SecretPut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: SecretStr = Field(
+        description="the secret; the cell only ever holds a placeholder in its stead"
+    )
+    hosts: list[str] = Field(
+        min_length=1,
+        max_length=32,
+        description="where the value may be sent: host names, or *.domain for every name below",
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(host_pattern(h) for h in v))

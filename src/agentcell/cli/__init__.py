@@ -30,6 +30,7 @@ from agentcell.cli.exec import add_exec
 from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
 from agentcell.cli.jobs import add_jobs
+from agentcell.cli.network import add_network
 from agentcell.cli.processes import add_processes
 from agentcell.cli.schedules import add_schedules
 from agentcell.cli.serve import add_serve
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs(groups)
     add_schedules(groups)
     add_cell(groups)
+    add_network(groups)
     add_audit(groups)
     add_image(groups)
     add_whoami(groups)

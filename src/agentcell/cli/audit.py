@@ -18,12 +18,15 @@ def add_audit(groups: Commands) -> None:
     audit = groups.add_parser("audit", help="what was done, newest first (admin: everyone's)")
     audit.add_argument("--limit", type=int, default=20, help="events per page (default: 20)")
     audit.add_argument("--before", type=int, metavar="ID", help="events older than this id")
+    audit.add_argument(
+        "--kind", default="", help="only one kind: egress, exec, job, file, network, secret..."
+    )
     audit.set_defaults(handler=_audit)
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings) as client:
-        page = client.audit(args.limit, args.before)
+        page = client.audit(args.limit, args.before, args.kind)
     several = len({e.user_id for e in page.events}) > 1
     table = Table(box=None, header_style="bold")
     columns = ("ID", "AT", *(("USER",) if several else ()), "ACTION", "BY", "TARGET", "OK")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,9 @@ from agentcell.config import ClientSettings
 from agentcell.errors import AgentcellError, RateLimited, ServerUnreachable, error_class
 from agentcell.schemas import (
     AdminCell,
+    AdminNetwork,
     AuditPage,
+    CellNetwork,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -33,8 +35,11 @@ from agentcell.schemas import (
     JobPublic,
     Me,
     MessagePublic,
+    NetworkPolicy,
     ReapResult,
     SchedulePublic,
+    SecretList,
+    SecretPublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -173,6 +178,10 @@ def _admin_cells(response: httpx.Response) -> list[AdminCell]:
     return _CELLS.validate_json(response.content)
 
 
+def _secrets(response: httpx.Response) -> list[SecretPublic]:
+    return SecretList.model_validate_json(response.content).secrets
+
+
 def _sessions(response: httpx.Response) -> list[SessionPublic]:
     return _SESSIONS.validate_json(response.content)
 
@@ -208,6 +217,10 @@ class Api:
     admin_cells = Call("GET", "/v1/admin/cells", _admin_cells, "admin")
     admin_reap = Call("POST", "/v1/admin/cells/reap", _model(ReapResult), "admin", long=True)
     healthz = Call("GET", "/healthz", _model(Health), "optional", accept=frozenset({503}))
+    network = Call("GET", "/v1/cell/network", _model(CellNetwork))
+    network_reset = Call("DELETE", "/v1/cell/network", _model(CellNetwork))
+    admin_network = Call("GET", "/v1/admin/network", _model(AdminNetwork), "admin")
+    secrets_list = Call("GET", "/v1/secrets", _secrets)
     metrics = Call("GET", "/metrics", _text, "optional")
 
     @staticmethod
@@ -365,11 +378,31 @@ class Api:
         return Call("DELETE", _schedule_path(schedule_id), _nothing)
 
     @staticmethod
-    def audit(limit: int, before: int | None) -> Call[AuditPage]:
+    def audit(limit: int, before: int | None, kind: str = "") -> Call[AuditPage]:
         params: dict[str, Any] = {"limit": limit}
         if before is not None:
             params["before"] = before
+        if kind:
+            params["kind"] = kind
         return Call("GET", "/v1/audit", _model(AuditPage), params=params)
+
+    @staticmethod
+    def network_set(policy: NetworkPolicy) -> Call[CellNetwork]:
+        return Call("PUT", "/v1/cell/network", _model(CellNetwork), json=policy.model_dump())
+
+    @staticmethod
+    def admin_network_set(network: AdminNetwork) -> Call[AdminNetwork]:
+        body = network.model_dump()
+        return Call("PUT", "/v1/admin/network", _model(AdminNetwork), "admin", json=body)
+
+    @staticmethod
+    def secrets_set(name: str, value: str, hosts: Sequence[str]) -> Call[SecretPublic]:
+        body = {"value": value, "hosts": list(hosts)}
+        return Call("PUT", f"/v1/secrets/{quote(name, safe='')}", _model(SecretPublic), json=body)
+
+    @staticmethod
+    def secrets_rm(name: str) -> Call[None]:
+        return Call("DELETE", f"/v1/secrets/{quote(name, safe='')}", _nothing)
 
 
 # --- what a client is, but for its I/O ---------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,9 @@ from agentcell.client._sse import (
 from agentcell.errors import AgentcellError
 from agentcell.schemas import (
     AdminCell,
+    AdminNetwork,
     AuditPage,
+    CellNetwork,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -54,8 +56,10 @@ from agentcell.schemas import (
     Language,
     Me,
     MessagePublic,
+    NetworkPolicy,
     ReapResult,
     SchedulePublic,
+    SecretPublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -294,8 +298,41 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     async def schedules_rm(self, schedule_id: str) -> None:
         await self._send(Api.schedules_rm(schedule_id))
 
-    async def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
-        return await self._send(Api.audit(limit, before))
+    async def audit(self, limit: int = 50, before: int | None = None, kind: str = "") -> AuditPage:
+        """Events newest first; ``kind``: only those of one kind (egress, exec, job...)."""
+        return await self._send(Api.audit(limit, before, kind))
+
+    # --- network: egress policy and secrets ---------------------------------------------------
+
+    async def network(self) -> CellNetwork:
+        """What the cell may reach now (your policy, or the admin's default)."""
+        return await self._send(Api.network)
+
+    async def network_set(self, policy: NetworkPolicy) -> CellNetwork:
+        """Your own policy, within the admin's ceiling; it applies to the next connection."""
+        return await self._send(Api.network_set(policy))
+
+    async def network_reset(self) -> CellNetwork:
+        """Back to the admin's default policy."""
+        return await self._send(Api.network_reset)
+
+    async def secrets(self) -> list[SecretPublic]:
+        """Your secrets' names and hosts (values are never answered)."""
+        return await self._send(Api.secrets_list)
+
+    async def secrets_set(self, name: str, value: str, hosts: Sequence[str]) -> SecretPublic:
+        """Store a secret; the cell's programs see a placeholder in ``$name``, which the egress
+        proxy swaps for the value in requests to ``hosts`` only."""
+        return await self._send(Api.secrets_set(name, value, hosts))
+
+    async def secrets_rm(self, name: str) -> None:
+        await self._send(Api.secrets_rm(name))
+
+    async def admin_network(self) -> AdminNetwork:
+        return await self._send(Api.admin_network)
+
+    async def admin_network_set(self, network: AdminNetwork) -> AdminNetwork:
+        return await self._send(Api.admin_network_set(network))
 
     async def admin_cells(self) -> list[AdminCell]:
         return await self._send(Api.admin_cells)

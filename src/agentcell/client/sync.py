@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,9 @@ from agentcell.client._sse import (
 from agentcell.errors import AgentcellError
 from agentcell.schemas import (
     AdminCell,
+    AdminNetwork,
     AuditPage,
+    CellNetwork,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -54,8 +56,10 @@ from agentcell.schemas import (
     Language,
     Me,
     MessagePublic,
+    NetworkPolicy,
     ReapResult,
     SchedulePublic,
+    SecretPublic,
     SessionPublic,
     UserCreated,
     UserPublic,
@@ -312,8 +316,41 @@ class Client(BaseClient[httpx.Client]):
     def schedules_rm(self, schedule_id: str) -> None:
         self._send(Api.schedules_rm(schedule_id))
 
-    def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
-        return self._send(Api.audit(limit, before))
+    def audit(self, limit: int = 50, before: int | None = None, kind: str = "") -> AuditPage:
+        """Events newest first; ``kind``: only those of one kind (egress, exec, job...)."""
+        return self._send(Api.audit(limit, before, kind))
+
+    # --- network: egress policy and secrets ---------------------------------------------------
+
+    def network(self) -> CellNetwork:
+        """What the cell may reach now (your policy, or the admin's default)."""
+        return self._send(Api.network)
+
+    def network_set(self, policy: NetworkPolicy) -> CellNetwork:
+        """Your own policy, within the admin's ceiling; it applies to the next connection."""
+        return self._send(Api.network_set(policy))
+
+    def network_reset(self) -> CellNetwork:
+        """Back to the admin's default policy."""
+        return self._send(Api.network_reset)
+
+    def secrets(self) -> list[SecretPublic]:
+        """Your secrets' names and hosts (values are never answered)."""
+        return self._send(Api.secrets_list)
+
+    def secrets_set(self, name: str, value: str, hosts: Sequence[str]) -> SecretPublic:
+        """Store a secret; the cell's programs see a placeholder in ``$name``, which the egress
+        proxy swaps for the value in requests to ``hosts`` only."""
+        return self._send(Api.secrets_set(name, value, hosts))
+
+    def secrets_rm(self, name: str) -> None:
+        self._send(Api.secrets_rm(name))
+
+    def admin_network(self) -> AdminNetwork:
+        return self._send(Api.admin_network)
+
+    def admin_network_set(self, network: AdminNetwork) -> AdminNetwork:
+        return self._send(Api.admin_network_set(network))
 
     def admin_cells(self) -> list[AdminCell]:
         return self._send(Api.admin_cells)

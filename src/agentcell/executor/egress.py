@@ -144,6 +144,28 @@ class Egress:
             self.drop(offer_id)
 
 
+def egress_env(port: int = p.EGRESS_PORT) -> dict[str, str]:
+    """What every program in the cell gets so that it goes through the forwarder, and so that
+    pip installs into the workspace (it persists) and trusts what the proxy presents."""
+    proxy = f"http://127.0.0.1:{port}"
+    local = "localhost,127.0.0.1,::1"
+    return {
+        "HTTP_PROXY": proxy,
+        "HTTPS_PROXY": proxy,
+        "http_proxy": proxy,
+        "https_proxy": proxy,
+        "NO_PROXY": local,
+        "no_proxy": local,
+        "PYTHONUSERBASE": p.USER_BASE,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_CACHE_DIR": "1",  # /tmp is small and in memory; the workspace has a quota
+        # Libraries that carry their own CA list (certifi, node) read these instead.
+        "REQUESTS_CA_BUNDLE": p.CA_BUNDLE,
+        "SSL_CERT_FILE": p.CA_BUNDLE,
+        "NODE_EXTRA_CA_CERTS": p.CA_BUNDLE,
+    }
+
+
 def hung_up(sock: socket.socket) -> bool:
     """Whether the peer closed sock (an EOF waits in it), without taking anything from it."""
     try:

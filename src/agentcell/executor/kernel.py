@@ -20,6 +20,7 @@ import json
 import linecache
 import os
 import signal
+import site
 import socket
 import sys
 import traceback
@@ -70,6 +71,7 @@ class Kernel:
 
     def prepare(self, cwd: str, env: dict[str, str]) -> None:
         os.environ.update(env)
+        user_site_on_path()
         if cwd != self.cwd:  # a chdir made by the code lasts while the requested cwd stays put
             os.chdir(cwd)
             self.cwd = cwd
@@ -183,3 +185,17 @@ def serve(cwd: str) -> None:
         if os.getpid() != kernel.pid:
             os._exit(code)  # a fork of the kernel (os.fork in the code) ran off its end
         control.sendall(json.dumps({"exit_code": code}).encode() + b"\n")
+
+
+def user_site_on_path() -> None:
+    """``pip install --user`` made the user site (under PYTHONUSERBASE, in the workspace) after
+    this process started, when Python leaves a missing one out of sys.path: put it there."""
+    base = os.environ.get("PYTHONUSERBASE")
+    if not base or site.ENABLE_USER_SITE is False:
+        return
+    # Computed here, not by site: this process was forked from the executor, whose site
+    # module read its environment, without PYTHONUSERBASE, when it started.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    user_site = os.path.join(base, "lib", version, "site-packages")
+    if user_site not in sys.path and os.path.isdir(user_site):
+        site.addsitedir(user_site)

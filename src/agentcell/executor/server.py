@@ -33,7 +33,7 @@ from . import protocol as p
 from .cellenv import read, thread_env
 from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
-from .egress import Egress
+from .egress import Egress, egress_env
 from .files import Files, inside
 from .holder import fork_holder, read_status
 from .jobs import Jobs
@@ -80,7 +80,8 @@ class Executor:
         self.ooms = OomCounter()
         self.shell = shutil.which("bash") or "/bin/sh"
         self.base_env = {
-            "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{p.USER_BASE}/bin:"
+            + (os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"),
             "HOME": "/tmp",
             "USER": os.environ.get("USER", "cell"),  # the cell's uid has no passwd entry
             "LOGNAME": os.environ.get("LOGNAME", "cell"),
@@ -89,6 +90,7 @@ class Executor:
             "MPLBACKEND": "Agg",
             "TERM": "dumb",
             **thread_env(),
+            **egress_env(egress_port),
         }
         self.handlers: dict[type[p.Message], Handler] = {
             p.Ping: self.ping,

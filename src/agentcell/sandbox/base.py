@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from agentcell.config import CellLimits, NetworkPolicy
+from agentcell.config import CellLimits
 
 if TYPE_CHECKING:
     from agentcell.executor.client import ExecResult
@@ -52,7 +52,6 @@ class CellSpec:
     owner: str  # "" while the cell waits in the warm pool
     image: str
     limits: CellLimits
-    network: NetworkPolicy = "none"
     runtime: str = ""  # an OCI runtime the backend may use (e.g. runsc); "" = its default
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (tests mark theirs)
     uid: int = CELL_UID  # the cell's own host uid (``agentcell.sandbox.uids``), also its gid

@@ -57,6 +57,11 @@ class CellKeeper(Protocol):
         """The executor stopped answering: recreate the cell; the error to raise, saying why."""
         ...
 
+    async def cell_env(self, owner: str) -> dict[str, str]:
+        """What every exec and job of the owner's gets in its environment besides its own
+        (the placeholders of their secrets, DESIGN §10)."""
+        ...
+
 
 # What a lookup or a connection says in a cell without a network interface.
 NETWORK_FAILURES = (
@@ -66,7 +71,11 @@ NETWORK_FAILURES = (
     "No address associated with hostname",
     "Could not resolve host",
 )
-NO_NETWORK = "agentcell: this cell has no network (policy: none): it cannot reach other hosts\n"
+NO_NETWORK = (
+    "agentcell: this cell has no network interface: programs reach other hosts only through the "
+    "egress proxy ($HTTPS_PROXY), and only those the network policy allows (agentcell network "
+    "show; GET /v1/cell/network)\n"
+)
 
 
 @dataclass
@@ -146,9 +155,6 @@ class Cell:
             background=background,
         )
 
-    def _offline(self) -> bool:
-        return self.keeper.settings.network == "none"
-
     def _oom(self, context: str) -> CellOutOfMemory:
         mib = self.keeper.settings.limits.memory_mb
         return CellOutOfMemory(
@@ -173,6 +179,7 @@ class Cell:
         """Run code and collect its output. python keeps state per ``context``; processes it
         leaves running are killed at its end unless ``background``."""
         request = self._request(code, language, context, timeout_s, output_limit, env, background)
+        request.env = {**await self.keeper.cell_env(self.owner), **request.env}
         with audited(self.keeper.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 result = await client.exec(request)
@@ -181,7 +188,7 @@ class Cell:
             record.exit(
                 result.exit_code, timed_out=result.timed_out, context_reset=result.context_reset
             )
-        if self._offline() and network_failed(result.stderr):
+        if network_failed(result.stderr):
             result.stderr += NO_NETWORK
         return result
 
@@ -198,7 +205,8 @@ class Cell:
     ) -> AsyncGenerator[Output | Exit, None]:
         """Run code, yielding output events as they come and the ``Exit`` last."""
         request = self._request(code, language, context, timeout_s, output_limit, env, background)
-        offline, failed = self._offline(), False
+        request.env = {**await self.keeper.cell_env(self.owner), **request.env}
+        failed = False
         with audited(self.keeper.exec_audit, self.owner, language, code) as record:
             async with self.using() as client:
                 async for event in client.stream(request):
@@ -212,7 +220,7 @@ class Cell:
                         )
                         if failed:
                             yield Output("stderr", NO_NETWORK)
-                    elif offline and event.stream == "stderr":
+                    elif event.stream == "stderr":
                         failed = failed or network_failed(event.data)
                     yield event
 
@@ -234,6 +242,7 @@ class Cell:
     # cell from being paused or stopped (CellService says what each does).
 
     async def start_job(self, req: JobStart) -> JobInfo:
+        req.env = {**await self.keeper.cell_env(self.owner), **req.env}
         async with self.using() as client:
             return await client.start_job(req)
 

@@ -105,7 +105,6 @@ class Lifecycle:
             owner=owner,
             image=self.image,
             limits=self.settings.limits,
-            network=self.settings.network,
             runtime=self.settings.runtime,
             labels=dict(self.settings.labels),
             uid=uid,

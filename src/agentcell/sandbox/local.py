@@ -23,6 +23,7 @@ from agentcell.executor.protocol import (
 )
 from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.cell import Cell
+from agentcell.sandbox.egress import EgressHooks
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.placements import Placements
 from agentcell.sandbox.service import (
@@ -61,10 +62,13 @@ class LocalCells(CellService):
         *,
         exec_audit: ExecAudit | None = None,
         placements: Placements | None = None,
+        egress: EgressHooks | None = None,
     ) -> LocalCells:
         """Cells on the backend the settings choose; every exec recorded in ``exec_audit``;
-        owners' cells placed in ``placements`` (default: a JSON file in the data dir)."""
-        return cls(CellManager(settings, exec_audit=exec_audit, placements=placements))
+        owners' cells placed in ``placements`` (default: a JSON file in the data dir); their
+        egress (and the env of their programs) from ``egress`` (default: none)."""
+        manager = CellManager(settings, exec_audit=exec_audit, placements=placements, egress=egress)
+        return cls(manager)
 
     async def __aenter__(self) -> LocalCells:
         await self.manager.start()
@@ -233,7 +237,7 @@ class LocalCells(CellService):
 
     async def profile(self) -> CellProfile:
         s = self.manager.settings
-        return CellProfile(image=self.manager.image, limits=s.limits, network=s.network)
+        return CellProfile(image=self.manager.image, limits=s.limits)
 
     async def overview(self) -> list[CellStatus]:
         return [status_of(c) for c in self.manager.cells()]

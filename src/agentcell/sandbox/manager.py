@@ -25,6 +25,7 @@ from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.backends import make_backend
 from agentcell.sandbox.base import Backend, CellState, ContainerInfo
 from agentcell.sandbox.cell import Cell, death_error
+from agentcell.sandbox.egress import EgressHooks, Listeners
 from agentcell.sandbox.lifecycle import Lifecycle, Roster, memory_budget_mb
 from agentcell.sandbox.placements import JsonPlacements, Placements
 from agentcell.sandbox.pool import WarmPool, new_cell_id
@@ -47,6 +48,7 @@ class CellManager:
         *,
         placements: Placements | None = None,
         exec_audit: ExecAudit | None = None,
+        egress: EgressHooks | None = None,
     ) -> None:
         self.settings = settings
         self.backend: Backend = backend or make_backend(settings, progress)
@@ -61,6 +63,8 @@ class CellManager:
         self.reaper = Reaper(self.lifecycle, self.pool)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_file: int | None = None
+        self.egress_hooks = egress
+        self.egress = Listeners(egress, self._spawn)
 
     # --- lifecycle of the manager -----------------------------------------------------------
 
@@ -95,6 +99,7 @@ class CellManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.egress.close()
         try:
             await self.pool.empty()
             await self.lifecycle.detach_unused()
@@ -133,6 +138,7 @@ class CellManager:
         """The owner's cell, running. Creates it (from the warm pool when possible) on first use."""
         cell = self.roster.owned.get(owner)
         if cell is not None and cell.state is CellState.RUNNING:
+            self.egress.watch(cell)
             return cell
         if not owner:
             raise AgentcellError("a cell needs an owner id")
@@ -143,6 +149,7 @@ class CellManager:
                 self.roster.owned[owner] = cell
             if cell.state is not CellState.RUNNING:
                 await self.lifecycle.wake_locked(cell)
+            self.egress.watch(cell)
             return cell
 
     def get(self, owner: str) -> Cell | None:
@@ -198,6 +205,10 @@ class CellManager:
         """Bring a paused, stopped, removed or dead cell back to running."""
         async with self.roster.lock(cell):
             await self.lifecycle.wake_locked(cell)
+        self.egress.watch(cell)
+
+    async def cell_env(self, owner: str) -> dict[str, str]:
+        return {} if self.egress_hooks is None else await self.egress_hooks.env(owner)
 
     async def recover(self, cell: Cell) -> AgentcellError:
         """The executor stopped answering: say why, recreate the cell, return the error to raise."""
@@ -233,6 +244,9 @@ class CellManager:
     async def reconcile(self) -> None:
         """Adopt our containers, remove orphans. Runs at start; safe to run again."""
         await reconcile(self.lifecycle, self.pool, self.placements)
+        for cell in self.roster.owned.values():
+            if cell.state is CellState.RUNNING:
+                self.egress.watch(cell)
 
     async def reap(self, now: float | None = None) -> ReapReport:
         """Move idle cells down the tiers; notice cells that died on their own."""

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from agentcell.config import CellLimits, NetworkPolicy
+from agentcell.config import CellLimits
 from agentcell.executor.client import ExecResult
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
@@ -52,7 +52,6 @@ class CellProfile:
 
     image: str
     limits: CellLimits
-    network: NetworkPolicy
 
 
 @dataclass(frozen=True)

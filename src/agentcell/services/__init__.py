@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from agentcell.config import Settings
+from agentcell.egress.gateway import Gateway
 from agentcell.jobs.agentjob import AgentJob
 from agentcell.jobs.dispatcher import Dispatcher
 from agentcell.jobs.outcome import Outcome
@@ -21,6 +22,7 @@ from agentcell.services.files import Files
 from agentcell.services.joblogs import JobLogs
 from agentcell.services.jobs import JobObserver, Jobs
 from agentcell.services.limits import Limits
+from agentcell.services.network import Network
 from agentcell.services.sessions import Sessions
 from agentcell.services.turns import ModelFactory, Turns
 from agentcell.services.users import Users
@@ -40,6 +42,7 @@ class Services:
         settings: Settings,
         store: Store,
         cells: CellService,
+        gateway: Gateway,
         limits: Limits,
         observe_exec: ExecObserver,
         model_factory: ModelFactory | None = None,
@@ -48,7 +51,8 @@ class Services:
         self._store = store
         self.audit = Audit(store)
         self.users = Users(store, cells, self.audit)
-        self.cells = Cells(cells, store, limits, self.audit)
+        self.network = Network(store, settings, gateway, self.audit)
+        self.cells = Cells(cells, store, limits, self.audit, self.network.mode)
         self.execs = Execs(self.cells, settings, observe_exec)
         self.files = Files(self.cells, settings, self.audit)
         self.turns = Turns(store, cells, settings, self.audit, model_factory)

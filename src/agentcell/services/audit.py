@@ -31,6 +31,11 @@ Action = Literal[
     "schedule.pause",
     "schedule.resume",
     "schedule.delete",
+    "egress",
+    "network.set",
+    "network.admin",
+    "secret.put",
+    "secret.delete",
 ]
 
 
@@ -54,7 +59,8 @@ class Audit:
         )
 
     async def events(
-        self, owner: str | None, *, limit: int, before_id: int | None = None
+        self, owner: str | None, *, limit: int, before_id: int | None = None, kind: str = ""
     ) -> list[AuditEvent]:
-        """The owner's events, newest first (everyone's for ``None``: the admin)."""
-        return await self._store.audit(owner, limit=limit, before_id=before_id)
+        """The owner's events, newest first (everyone's for ``None``: the admin); ``kind``:
+        those of one kind only (``egress``, ``job``, ``exec``...)."""
+        return await self._store.audit(owner, limit=limit, before_id=before_id, kind=kind)

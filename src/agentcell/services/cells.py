@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -28,7 +28,7 @@ class CellStatus:
     state: str  # a CellState's value, or "none" while the owner has no cell
     image: str
     limits: CellLimits
-    network: str
+    network: str  # the mode of the owner's egress policy
     created_at: datetime | None
     last_active_at: datetime | None
 
@@ -91,8 +91,16 @@ def _time(ts: float | None) -> datetime | None:
 
 
 class Cells:
-    def __init__(self, cells: CellService, store: Store, limits: Limits, audit: Audit) -> None:
+    def __init__(
+        self,
+        cells: CellService,
+        store: Store,
+        limits: Limits,
+        audit: Audit,
+        network_mode: Callable[[str], Awaitable[str]],
+    ) -> None:
         self.service, self._store, self._limits, self._audit = cells, store, limits, audit
+        self._network_mode = network_mode
         self._probe: asyncio.Future[Health] | None = None
 
     @contextlib.asynccontextmanager
@@ -128,7 +136,7 @@ class Cells:
             state=cell.state.value if cell else "none",
             image=profile.image,
             limits=profile.limits,
-            network=profile.network,
+            network=await self._network_mode(owner),
             created_at=_time(cell.created_at) if cell else None,
             last_active_at=_time(cell.last_active_at) if cell else None,
         )

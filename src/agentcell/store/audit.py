@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, literal, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcell.errors import InvalidRequest, StoreUnavailable
@@ -173,9 +173,15 @@ class AuditTrail(Tables):
                 raise StoreUnavailable(f"{len(self._pending)} audit events could not be written")
 
     async def audit(
-        self, user_id: str | None, *, limit: int = 100, before_id: int | None = None
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        kind: str = "",
     ) -> list[AuditEvent]:
-        """Events newest first: one user's, or everyone's when ``user_id`` is None (admin).
+        """Events newest first: one user's, or everyone's when ``user_id`` is None (admin);
+        ``kind``: only actions of that kind (``job`` takes ``job.create``, ``job.end``...).
 
         Page on with ``before_id`` = the last id of the previous page.
         """
@@ -188,6 +194,13 @@ class AuditTrail(Tables):
             query = query.where(AuditEvent.user_id == user_id)
         if before_id is not None:
             query = query.where(AuditEvent.id < before_id)
+        if kind:
+            query = query.where(
+                or_(
+                    AuditEvent.action == kind,
+                    AuditEvent.action.startswith(f"{kind}.", autoescape=True),
+                )
+            )
         await self.flush()
         async with self._session() as session:
             return list((await session.scalars(query)).all())

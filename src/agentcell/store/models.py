@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -297,3 +298,46 @@ class Schedule(Base):
 
     def __repr__(self) -> str:
         return f"Schedule(id={self.id!r}, user_id={self.user_id!r}, kind={self.kind!r})"
+
+
+class NetworkRule(Base):
+    """A user's own egress policy (``schemas.NetworkPolicy`` as JSON); no row: the admin's
+    default applies."""
+
+    __tablename__ = "network_policies"
+
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class DeploymentSetting(Base):
+    """What the admin sets at run time, as JSON by key (``network``: ``schemas.AdminNetwork``)."""
+
+    __tablename__ = "deployment_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Secret(Base):
+    """A user's secret: its value sealed (``egress.sealing``), the placeholder the cell holds in
+    its place, and the hosts (JSON list of patterns) the value may be sent to."""
+
+    __tablename__ = "secrets"
+
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    placeholder: Mapped[str] = mapped_column(String(128))
+    hosts: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"Secret(user_id={self.user_id!r}, name={self.name!r})"

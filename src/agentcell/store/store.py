@@ -1,6 +1,7 @@
 """The store: users with hashed API keys, chat sessions and their messages, the audit trail,
-turn locks, jobs and schedules, one part per table (``users``, ``sessions``, ``audit``,
-``turns``, ``jobs``, ``schedules``), and the dispatcher's view of everyone's jobs (``queue``).
+turn locks, jobs and schedules, egress policies and secrets, one part per table (``users``,
+``sessions``, ``audit``, ``turns``, ``jobs``, ``schedules``, ``network``), and the
+dispatcher's view of everyone's jobs (``queue``).
 
 Every query about a user's things takes that user's id. Rows come back detached
 (``expire_on_commit=False``): read their attributes freely after the call returns.
@@ -23,6 +24,7 @@ from agentcell.store import db
 from agentcell.store.audit import AuditTrail
 from agentcell.store.common import unavailable
 from agentcell.store.jobs import JobTable
+from agentcell.store.network import NetworkTable
 from agentcell.store.queue import JobQueue
 from agentcell.store.schedules import ScheduleTable
 from agentcell.store.sessions import SessionTable
@@ -32,7 +34,16 @@ from agentcell.store.users import UserTable
 log = logging.getLogger(__name__)
 
 
-class Store(UserTable, SessionTable, AuditTrail, TurnLocks, JobTable, ScheduleTable, JobQueue):
+class Store(
+    UserTable,
+    SessionTable,
+    AuditTrail,
+    TurnLocks,
+    JobTable,
+    ScheduleTable,
+    JobQueue,
+    NetworkTable,
+):
     """Open with ``await Store.open(url)`` (migrates first); ``close()`` or ``async with``."""
 
     @classmethod

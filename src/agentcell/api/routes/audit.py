@@ -18,8 +18,16 @@ async def audit(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(ge=1, description="an event id: older events")] = None,
+    kind: Annotated[
+        str,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z_.]*$",
+            description="only events of this kind: egress, exec, job, file, network, secret...",
+        ),
+    ] = "",
 ) -> AuditPage:
     owner = principal.user.id if principal.user else None
-    events = await services.audit.events(owner, limit=limit, before_id=before)
+    events = await services.audit.events(owner, limit=limit, before_id=before, kind=kind)
     page = [AuditEventPublic.model_validate(e, from_attributes=True) for e in events]
     return AuditPage(events=page, next_before=page[-1].id if len(page) == limit else None)

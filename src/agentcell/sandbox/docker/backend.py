@@ -16,10 +16,10 @@ import docker
 import docker.errors
 from docker.types import LogConfig, Mount
 
-from agentcell.config import NetworkPolicy, Settings
+from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.executor.client import ExecutorClient
-from agentcell.executor.protocol import CONTROL_DIR, SOCKET_NAME, WORKSPACE
+from agentcell.executor.protocol import CA_BUNDLE, CONTROL_DIR, SOCKET_NAME, WORKSPACE
 from agentcell.progress import ProgressHook, no_progress
 from agentcell.sandbox.base import BackendFeatures, CellSpec, CellState, ContainerInfo
 from agentcell.sandbox.docker.errors import translated as _translated
@@ -39,8 +39,6 @@ LOG_MAX_FILES = 2
 # user's first exec finds it running (~3 MiB, shared copy-on-write with the server).
 COMMAND = [*EXECUTOR_COMMAND, "--warm"]
 
-# What each network policy is in Docker's terms (the egress proxy adds its own, DESIGN §10).
-NETWORK_MODES: dict[NetworkPolicy, str] = {"none": "none"}
 
 _STATES = {
     "running": CellState.RUNNING,
@@ -71,6 +69,7 @@ class Mounts:
 
     workspace: Path  # at /workspace
     control_dir: Path  # at /run/agentcell: holds the executor's socket
+    ca_bundle: Path | None = None  # read-only over the system's CA list: it trusts the egress CA
 
 
 def host_config(spec: CellSpec, mounts: Mounts, engine_cpus: int = 0) -> dict[str, Any]:
@@ -92,10 +91,16 @@ def host_config(spec: CellSpec, mounts: Mounts, engine_cpus: int = 0) -> dict[st
         "pids_limit": lim.pids,
         "ipc_mode": "private",
         "init": True,  # tini as PID 1 reaps orphans; without it zombies exhaust the pids limit
-        "network_mode": NETWORK_MODES[spec.network],
+        # No interface but lo: what leaves goes through the egress forwarder (DESIGN §10).
+        "network_mode": "none",
         "mounts": [
             Mount(WORKSPACE, str(mounts.workspace), type="bind"),
             Mount(CONTROL_DIR, str(mounts.control_dir), type="bind"),
+            *(
+                [Mount(CA_BUNDLE, str(mounts.ca_bundle), type="bind", read_only=True)]
+                if mounts.ca_bundle
+                else []
+            ),
         ],
         # No passwd entry has the cell's uid: tools that want a name read these.
         "environment": {"HOME": "/tmp", "USER": "cell", "LOGNAME": "cell"},
@@ -191,7 +196,12 @@ class DockerBackend:
         return ExecutorClient(self.control_root / cell_id)
 
     def mounts(self, cell_id: str) -> Mounts:
-        return Mounts(self.workspaces.path(cell_id), self.control_root / cell_id)
+        bundle = self.settings.ca_bundle_path
+        return Mounts(
+            self.workspaces.path(cell_id),
+            self.control_root / cell_id,
+            bundle if bundle.is_file() else None,
+        )
 
     def _control_dir(self, cell_id: str, uid: int) -> Path:
         """Host side of /run/agentcell. The cell can write here; we only unlink and connect."""
