@@ -59,6 +59,7 @@ def main() -> None:
     servers = []
     for port, tls in ((80, False), (443, True)):
         server = http.server.ThreadingHTTPServer((address, port), handler(log_path))
+        server.handle_error = lambda *_: None  # type: ignore[method-assign]  # clients hang up
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert, key)
