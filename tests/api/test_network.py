@@ -82,7 +82,7 @@ def test_the_admins_rules_apply_to_users_without_their_own(live: Live, alice: ht
             "ports": [],
         }
         rules = {
-            "default": {"mode": "allowlist", "allow": ["pypi.org"], "deny": []},
+            "default": {"mode": "allowlist", "allow": ["index.example.org"], "deny": []},
             "ceiling": "public",
             "ports": [8443],
         }
@@ -90,7 +90,11 @@ def test_the_admins_rules_apply_to_users_without_their_own(live: Live, alice: ht
         too_wide = {"default": {"mode": "public"}, "ceiling": "allowlist"}
         assert_error(root.put("/v1/admin/network", json=too_wide), 400, "invalid_request")
     got = alice.get("/v1/cell/network").json()
-    assert (got["mode"], got["allow"], got["source"]) == ("allowlist", ["pypi.org"], "default")
+    assert (got["mode"], got["allow"], got["source"]) == (
+        "allowlist",
+        ["index.example.org"],
+        "default",
+    )
     assert got["ports"] == [80, 443, 8443]
     assert alice.put("/v1/cell/network", json={"mode": "public"}).status_code == 200
     with admin(live) as root:  # the ceiling lowered: alice's own public falls to it

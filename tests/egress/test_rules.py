@@ -50,9 +50,9 @@ def test_deny_wins_and_modes_decide() -> None:
 
 def test_the_ceiling_clamps_and_refuses() -> None:
     admin = AdminNetwork(
-        default=NetworkPolicy(mode="allowlist", allow=["pypi.org"], deny=["x.org"])
+        default=NetworkPolicy(mode="allowlist", allow=["index.example.org"], deny=["x.org"])
     )
-    assert effective(None, admin).allow == ["pypi.org"]
+    assert effective(None, admin).allow == ["index.example.org"]
     own = NetworkPolicy(mode="public")
     clamped = effective(own, admin)
     assert clamped.mode == "allowlist"

@@ -38,7 +38,7 @@ async def test_a_policy_for_nobody_is_not_found(store: Store) -> None:
 
 async def test_the_admins_network_is_kept_and_replaced(store: Store) -> None:
     assert await store.admin_network() is None
-    first = AdminNetwork(default=NetworkPolicy(mode="allowlist", allow=["pypi.org"]))
+    first = AdminNetwork(default=NetworkPolicy(mode="allowlist", allow=["index.example.org"]))
     await store.set_admin_network(first)
     assert await store.admin_network() == first
     second = AdminNetwork(ceiling="public", ports=[8443, 22])
