@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     network_default: NetworkPolicy = Field(
         default_factory=NetworkPolicy,
         description='egress policy of users who set none, e.g. {"mode": "allowlist", "allow": '
-        '["index.example.org", "files.example.org"]}; PUT /v1/admin/network overrides it at run time',
+        '["index.example.org"]}; PUT /v1/admin/network overrides it at run time',
     )
     network_ceiling: NetworkMode = Field(
         "allowlist", description="the widest egress mode a user may choose: none, allowlist, public"
