@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Language = Literal["python", "shell"]
 
@@ -394,6 +394,15 @@ def host_pattern(text: str) -> str:
     return pattern
 
 
+# What the API's schema says a host is (so that a client, and a fuzzer, know): a name or *.name
+# of ASCII labels; host_pattern then normalises it (IP literals are names of this shape too).
+HOST_SCHEMA_PATTERN = (
+    r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
+HostName = Annotated[str, StringConstraints(pattern=HOST_SCHEMA_PATTERN, max_length=253)]
+
+
 def _host_patterns(values: list[str]) -> list[str]:
     if len(values) > HOST_PATTERNS_MAX:
         raise ValueError(f"at most {HOST_PATTERNS_MAX} hosts")
@@ -405,11 +414,15 @@ class NetworkPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: NetworkMode = "none"
-    allow: list[str] = Field(
-        default_factory=list, description="allowlist mode: hosts, or *.domain for every name below"
+    allow: list[HostName] = Field(
+        default_factory=list,
+        max_length=HOST_PATTERNS_MAX,
+        description="allowlist mode: hosts, or *.domain for every name below",
     )
-    deny: list[str] = Field(
-        default_factory=list, description="refused in every mode; deny wins over allow"
+    deny: list[HostName] = Field(
+        default_factory=list,
+        max_length=HOST_PATTERNS_MAX,
+        description="refused in every mode; deny wins over allow",
     )
 
     @field_validator("allow", "deny")
@@ -425,19 +438,18 @@ class AdminNetwork(BaseModel):
     model_config = ConfigDict(extra="forbid")
     default: NetworkPolicy = Field(default_factory=NetworkPolicy)
     ceiling: NetworkMode = "allowlist"
-    ports: list[int] = Field(
-        default_factory=list, description="destination ports allowed besides 80 and 443"
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=list, max_length=100, description="destination ports besides 80 and 443"
     )
 
     @field_validator("ports")
     @classmethod
     def _ports(cls, v: list[int]) -> list[int]:
-        if any(not 1 <= port <= 65535 for port in v):
-            raise ValueError("ports are 1-65535")
         return sorted(set(v))
 
 
 SECRET_NAME = r"^[A-Z_][A-Z0-9_]{0,63}$"
+SECRET_VALUE_MAX = 16 * 1024
 
 
 class SecretPublic(BaseModel):

@@ -158,7 +158,7 @@ def test_bad_secrets_are_refused_with_a_reason(alice: httpx.Client) -> None:
     assert_error(alice.put("/v1/secrets/PATH", json=ok), 400, "invalid_request")
     assert_error(alice.put("/v1/secrets/HTTPS_PROXY", json=ok), 400, "invalid_request")
     two_lines = {"value": "a\nb", "hosts": ["a.org"]}
-    assert_error(alice.put("/v1/secrets/TOKEN", json=two_lines), 400, "invalid_request")
+    assert_error(alice.put("/v1/secrets/TOKEN", json=two_lines), 422, "invalid_request")
     assert_error(
         alice.put("/v1/secrets/TOKEN", json={"value": "v", "hosts": []}), 422, "invalid_request"
     )

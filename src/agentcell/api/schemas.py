@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from agentcell.schemas import JobKind, Language, host_pattern
+from agentcell.schemas import SECRET_VALUE_MAX, HostName, JobKind, Language, host_pattern
 from agentcell.store.models import TITLE_MAX
 
 CONTEXT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -73,10 +73,14 @@ class JobCreate(BaseModel):
 
 class SecretPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: SecretStr = Field(
-        description="the secret; the cell only ever holds a placeholder in its stead"
+    value: str = Field(
+        min_length=1,
+        max_length=SECRET_VALUE_MAX,
+        pattern=r"^[^\r\n\x00]+$",
+        description="the secret, on one line (it goes into headers); the cell only ever holds "
+        "a placeholder in its stead",
     )
-    hosts: list[str] = Field(
+    hosts: list[HostName] = Field(
         min_length=1,
         max_length=32,
         description="where the value may be sent: host names, or *.domain for every name below",

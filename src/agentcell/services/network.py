@@ -15,6 +15,7 @@ from agentcell.errors import Conflict, InvalidRequest, NotFound
 from agentcell.schemas import (
     NETWORK_MODES,
     SECRET_NAME,
+    SECRET_VALUE_MAX,
     AdminNetwork,
     CellNetwork,
     NetworkPolicy,
@@ -23,7 +24,6 @@ from agentcell.schemas import (
 from agentcell.services.audit import Audit
 from agentcell.store import Store
 
-SECRET_VALUE_MAX = 16 * 1024
 # A secret becomes an env var of every program in the cell: these would break the cell.
 RESERVED_NAMES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TERM", "SHELL", "PWD", "TZ", "NO_PROXY"}

@@ -27,8 +27,7 @@ async def put_secret(
     name: SecretName, body: SecretPut, user: CurrentUser, services: ServicesDep
 ) -> SecretPublic:
     """Store or replace a secret; new execs and jobs see its placeholder as ``$name``."""
-    value = body.value.get_secret_value()
-    return await services.network.put_secret(user.id, name, value, body.hosts)
+    return await services.network.put_secret(user.id, name, body.value, body.hosts)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
