@@ -19,7 +19,7 @@ from agentcell.egress.context import DEFAULT_PORTS, EgressContext, SecretRule
 from agentcell.egress.policy import effective
 from agentcell.egress.proxy import EgressProxy
 from agentcell.egress.records import EgressRecord
-from agentcell.egress.sealing import SecretBox
+from agentcell.egress.sealing import SecretBox, SecretUnreadable
 from agentcell.egress.streams import open_streams
 from agentcell.executor.duplex import Duplex
 from agentcell.schemas import AdminNetwork
@@ -108,17 +108,17 @@ class Gateway:
     async def _context(self, owner: str) -> EgressContext:
         admin = await self.admin_network()
         policy = effective(await self.store.network_policy(owner), admin)
-        rules = tuple(
-            SecretRule(
-                name=row.name,
-                placeholder=row.placeholder,
-                value=self.box.open(owner, row.name, row.sealed),
-                hosts=tuple(json.loads(row.hosts)),
-            )
-            for row in await self.store.secrets(owner)
-        )
+        rules = []
+        for row in await self.store.secrets(owner):
+            try:
+                value = self.box.open(owner, row.name, row.sealed)
+            except SecretUnreadable as exc:  # its placeholder goes out as it is, nothing else
+                log.warning("secret %s of %s: %s (%s)", row.name, owner, exc.message, exc.hint)
+                continue
+            hosts = tuple(json.loads(row.hosts))
+            rules.append(SecretRule(row.name, row.placeholder, value, hosts))
         ports = DEFAULT_PORTS | frozenset(admin.ports)
-        return EgressContext(owner=owner, policy=policy, ports=ports, secrets=rules)
+        return EgressContext(owner=owner, policy=policy, ports=ports, secrets=tuple(rules))
 
     async def _placeholders(self, owner: str) -> dict[str, str]:
         return {row.name: row.placeholder for row in await self.store.secrets(owner)}

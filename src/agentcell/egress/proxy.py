@@ -88,7 +88,7 @@ class EgressProxy:
             self._refuse(conn, writer, record, Refusal(429, str(exc)))
         except Refusal as refusal:
             self._refuse(conn, writer, record, refusal)
-        except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+        except (OSError, TimeoutError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
             if record.verdict == "allowed":
                 record.reason = record.reason or f"ended: {type(exc).__name__}"
             else:
