@@ -36,8 +36,11 @@ TABLES = {
     "schedules",
     "jobs",
     "job_events",
+    "network_policies",
+    "deployment_settings",
+    "secrets",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def tables(engine: Engine) -> set[str]:
@@ -56,10 +59,16 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
     upgrade(db_url)  # at head already: nothing to do
     assert revision(raw) == HEAD
 
-    downgrade(db_url, "0004")  # one step down: jobs, their events and schedules go
+    downgrade(db_url, "0005")  # one step down: network policies, deployment settings, secrets
+    assert revision(raw) == "0005"
+    assert not tables(raw) & {"network_policies", "deployment_settings", "secrets"}
+    upgrade(db_url, "0006")
+    assert tables(raw) >= TABLES
+
+    downgrade(db_url, "0004")  # jobs, their events and schedules go
     assert revision(raw) == "0004"
     assert not tables(raw) & {"schedules", "jobs", "job_events"}
-    upgrade(db_url, "0005")
+    upgrade(db_url, "0006")
     assert tables(raw) >= TABLES
 
     downgrade(db_url, "0003")  # turn locks and placements go
