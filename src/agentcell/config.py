@@ -145,6 +145,16 @@ class Settings(BaseSettings):
         "once into data_dir/secrets.key",
     )
     secrets_per_user_max: int = Field(50, ge=1, description="secrets one user may keep")
+    port_token_ttl_s: float = Field(
+        900,
+        gt=0,
+        le=86400,
+        description="life of a port token (POST /v1/cell/ports/{port}/token): a URL a browser "
+        "opens once, which trades it for a cookie of that port's",
+    )
+    port_cookie_ttl_s: float = Field(
+        43200, gt=0, description="life of the cookie a port token is traded for"
+    )
 
     pool_size: int = Field(1, ge=0, description="pre-started cells for new users; 0 disables")
     idle_pause_s: float = Field(120, gt=0, description="idle seconds before a cell is paused")

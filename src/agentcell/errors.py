@@ -107,6 +107,17 @@ class CellStuck(ExecutorError):
     hint = "retry the call; start fewer processes at once"
 
 
+class PortClosed(AgentcellError):
+    """Nothing in the cell accepts connections on the port asked for (the port relay)."""
+
+    status_code = 502
+    code = "port_closed"
+    hint = (
+        "start a server on that port in the cell, listening on 127.0.0.1 or 0.0.0.0; "
+        "see what listens: GET /v1/cell/ports"
+    )
+
+
 class InvalidRequest(AgentcellError, ValueError):
     status_code = 400
     code = "invalid_request"
@@ -272,6 +283,7 @@ EXECUTOR_CODES = frozenset(
         WorkspaceFull,
         ExecutorError,
         CellStuck,
+        PortClosed,
     )
 )
 

@@ -80,6 +80,26 @@ class CellProcess(BaseModel):
     origin: str = Field(description='"shell", or "python:<context>"')
 
 
+class CellPort(BaseModel):
+    """A TCP port listening in the cell, and where the port relay reaches it."""
+
+    port: int
+    address: str = Field(description="what it is bound to: 127.0.0.1, 0.0.0.0, ::1 or ::")
+    pid: int | None = Field(description="the program holding it, when the executor may see it")
+    command: str
+    url: str = Field(description="its path on this server: /v1/cell/ports/{port}/")
+
+
+class PortToken(BaseModel):
+    """A short-lived token for one port of the caller's cell, for a browser (which cannot send
+    the API key): opening ``url`` trades it for a cookie of that port's."""
+
+    token: str
+    port: int
+    url: str
+    expires_at: datetime
+
+
 class Limits(BaseModel):
     memory_mb: int
     cpus: float

@@ -23,7 +23,8 @@ class Row:
     method: str
     # may hold {victim} (the owner's user id), {spare} (a user the admin may delete) and
     # {session} (a chat session of the owner's), {kept} (a process the owner's background exec
-    # kept running), {job} / {ended} (a running and an ended job of the owner's), {schedule}
+    # kept running), {job} / {ended} (a running and an ended job of the owner's), {schedule},
+    # {port} / {path} (a port a web server of the owner's listens on, and a file it serves)
     path: str
     expect: tuple[int, int, int, int, int]  # owner, other, anonymous, wrong key, admin
     params: tuple[tuple[str, str], ...] = ()
@@ -86,6 +87,10 @@ MATRIX: tuple[Row, ...] = (
         "PUT", "/v1/secrets/{secret}", (200, 200, A, A, U), json={"value": "v", "hosts": ["a.org"]}
     ),
     Row("DELETE", "/v1/secrets/{secret}", (204, 404, A, A, U)),
+    # Ports: a URL names a port of the caller's own cell; the other user's has nothing there.
+    Row("GET", "/v1/cell/ports", (200, 200, A, A, U)),
+    Row("POST", "/v1/cell/ports/{port}/token", (200, 200, A, A, U)),
+    Row("GET", "/v1/cell/ports/{port}/{path}", (200, 502, A, A, U)),
     Row("GET", "/v1/admin/network", (U, U, A, A, 200)),
     Row("PUT", "/v1/admin/network", (U, U, A, A, 200), json={"ceiling": "allowlist"}),
     Row("GET", "/v1/users", (U, U, A, A, 200)),
@@ -110,6 +115,7 @@ class World:
     ended: str  # an ended job of the owner's
     schedule: str
     secret: str = "OWNER_TOKEN"  # a secret of the owner's
+    port: int = 8765  # where a web server of the owner's listens
 
     def call(self, row: Row, caller: str) -> httpx.Response:
         path = row.path.format(
@@ -121,6 +127,8 @@ class World:
             ended=self.ended,
             schedule=self.schedule,
             secret=self.secret,
+            port=self.port,
+            path="a.txt",
         )
         return self.http.request(
             row.method,
@@ -169,6 +177,13 @@ def world(chat_server: Live) -> Iterator[World]:
         wait_until("one job has ended", lambda: state(jobs["ended"]) == "succeeded")
         cron = {"kind": "exec", "code": "print(1)", "schedule": {"cron": "0 7 * * *"}}
         schedule = http.post("/v1/jobs", json=cron, headers=owner).json()["id"]
+        serve = "python3 -m http.server 8765 --bind 127.0.0.1 --directory private >/dev/null 2>&1"
+        web = {"code": serve + " &", "language": "shell", "background": True}
+        assert http.post("/v1/cell/exec", json=web, headers=owner).status_code == 200
+        wait_until(
+            "the owner's web server listens",
+            lambda: http.get("/v1/cell/ports/8765/a.txt", headers=owner).status_code == 200,
+        )
         secret = {"value": "owner's value", "hosts": ["api.example.com"]}
         assert http.put("/v1/secrets/OWNER_TOKEN", json=secret, headers=owner).status_code == 200
         yield World(

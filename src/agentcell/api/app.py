@@ -23,6 +23,7 @@ from agentcell.api.routes import (
     jobs,
     network,
     ops,
+    ports,
     schedules,
     secrets,
     sessions,
@@ -40,6 +41,14 @@ from agentcell.store.placements import Placements
 log = logging.getLogger(__name__)
 
 UPLOAD_PATH = "/v1/files/raw"
+RELAY_PATHS = "/v1/cell/ports/"  # bodies of any type and size, streamed to a server in the cell
+
+
+def raw_body(path: str) -> bool:
+    """A body that is not a JSON request of ours: an upload, or relayed to a cell."""
+    return path == UPLOAD_PATH or path.startswith(RELAY_PATHS)
+
+
 BODY_SLACK = 64 * 1024  # JSON around the code
 
 
@@ -53,7 +62,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == UPLOAD_PATH:
+        if scope["type"] != "http" or raw_body(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -99,7 +108,7 @@ class JsonBodies:
         if (
             scope["type"] == "http"
             and scope["method"] in ("POST", "PUT", "PATCH")
-            and scope["path"] != UPLOAD_PATH
+            and not raw_body(scope["path"])
         ):
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             # In place: the router records the matched route on this very scope, and the
@@ -150,7 +159,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.limits = Limits.from_settings(settings)
     app.state.metrics = Metrics()
     errors.install(app)
-    for module in (users, cell, network, secrets, files, sessions, jobs, schedules, audit, ops):
+    routers = (users, cell, ports, network, secrets, files, sessions, jobs, schedules, audit, ops)
+    for module in routers:
         app.include_router(module.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)

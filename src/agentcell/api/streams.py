@@ -94,7 +94,7 @@ class TimedStreamingResponse(StreamingResponse):
         self,
         content: AsyncGenerator[bytes, None],
         send_timeout_s: float,
-        media_type: str,
+        media_type: str | None,
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:

@@ -11,7 +11,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agentcell.errors import AgentcellError, InvalidSetting
 
@@ -33,6 +35,11 @@ class SecretUnreadable(AgentcellError):
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         self.aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: bytes) -> bytes:
+        """A key of its own for another use (signing tokens), from this deployment's key."""
+        return HKDF(hashes.SHA256(), 32, salt=None, info=b"agentcell " + purpose).derive(self._key)
 
     @classmethod
     def load_or_create(cls, key: str, path: Path) -> SecretBox:

@@ -384,6 +384,22 @@ class ExecutorClient:
             raise
         return SocketDuplex(conn.sock, offer_id, bytes(conn.buf))
 
+    # --- ports: the host's connections to servers listening in the cell -----------------
+
+    async def list_ports(self) -> builtins.list[p.Port]:
+        return (await self._call(p.ListPorts(), p.PortList)).ports
+
+    async def connect(self, port: int) -> SocketDuplex:
+        """A connection to ``port`` on the cell's loopback, as raw bytes both ways; the caller
+        closes it. ``PortClosed`` when nothing listens there."""
+        conn = await self._open(p.Connect(port))
+        try:
+            await conn.expect(p.Ok)
+        except BaseException:
+            conn.close()
+            raise
+        return SocketDuplex(conn.sock, f"port {port}", bytes(conn.buf))
+
     async def _call(self, req: p.Message, kind: type[M]) -> M:
         conn = await self._open(req)
         try:

@@ -2,8 +2,9 @@
 
 Standard library only. One request per connection: the client sends one request line (and, for
 ``write``, its data frames), the server answers with event lines and closes. Every message is
-one JSON object on one line with a ``kind`` discriminator. After ``EgressAccept``'s ``Ok`` the
-connection carries raw bytes both ways (an egress connection of the cell's).
+one JSON object on one line with a ``kind`` discriminator. After the ``Ok`` of ``EgressAccept``
+(an egress connection of the cell's) or ``Connect`` (the host's, to a port in the cell) the
+connection carries raw bytes both ways.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EGRESS_PORT = 3128  # the egress forwarder's port on the cell's 127.0.0.1 (egres
 EGRESS_OFFER_TTL_S = 3.0  # an offered connection the host has not taken by then is dropped
 EGRESS_PENDING_MAX = 64  # offers waiting for the host; more connections wait in the backlog
 EGRESS_RELAYS_MAX = 256  # connections relayed at once; more wait in the backlog
+PORT_RELAYS_MAX = 256  # host connections to the cell's ports at once (ports.py)
 # The longest line each side reads. Every frame, page and event fits well inside; the host, which
 # reads an untrusted cell, allows less. An exec's code must fit in a request line.
 REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
@@ -258,6 +260,22 @@ class EgressAccept(Message):
     id: str
 
 
+@dataclass
+class Connect(Message):
+    """Connect to ``port`` on the cell's loopback: ``Ok``, then raw bytes both ways on this
+    connection, each way ending on its EOF (``port_closed`` when nothing listens there)."""
+
+    kind: ClassVar[str] = "connect"
+    port: int
+
+
+@dataclass
+class ListPorts(Message):
+    """The TCP ports listening in the cell; answered by ``PortList``."""
+
+    kind: ClassVar[str] = "list_ports"
+
+
 # --- data frames (both directions) ---------------------------------------------------------
 
 
@@ -370,6 +388,21 @@ class EgressOffer(Message):
 
 
 @dataclass
+class Port:
+    port: int
+    address: str  # what it is bound to: 127.0.0.1, 0.0.0.0, ::1, ::
+    pid: int | None  # of the program holding it, when the executor may see it
+    command: str
+
+
+@dataclass
+class PortList(Message):
+    kind: ClassVar[str] = "port_list"
+    nested: ClassVar[bool] = True
+    ports: list[Port]
+
+
+@dataclass
 class Beat(Message):
     """Still there, nothing new: a waiter's or a follower's sign of life."""
 
@@ -415,6 +448,8 @@ MESSAGES: dict[str, type[Message]] = {
         JobForget,
         EgressListen,
         EgressAccept,
+        Connect,
+        ListPorts,
         Chunk,
         End,
         Pong,
@@ -425,6 +460,7 @@ MESSAGES: dict[str, type[Message]] = {
         JobInfo,
         JobInfos,
         EgressOffer,
+        PortList,
         Beat,
         Ok,
         Error,
@@ -444,6 +480,8 @@ def decode(line: bytes | str) -> Message:
             body["entries"] = [Entry(**e) for e in body["entries"]]
         if cls is Processes:
             body["processes"] = [Process(**e) for e in body["processes"]]
+        if cls is PortList:
+            body["ports"] = [Port(**e) for e in body["ports"]]
         if cls is JobInfos:
             body["jobs"] = [JobInfo(**e) for e in body["jobs"]]
         return cls(**body)

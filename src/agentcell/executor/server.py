@@ -9,7 +9,8 @@ subreapers, so at an exec's end or timeout its whole process tree is found and k
 unless the exec asked to keep it (``background``): kept processes are listed and killed by
 request. Output goes through pipes.py, file operations through files.py, jobs (code run
 detached from any connection, with a log in the cell) through jobs.py, the egress forwarder (the
-cell's loopback relayed to the host) through egress.py.
+cell's loopback relayed to the host) through egress.py, the host's connections to the cell's
+ports through ports.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .files import Files, inside
 from .holder import fork_holder, read_status
 from .jobs import Jobs
 from .pipes import Pump, Sink
+from .ports import Ports
 from .procs import OomCounter, wait_any, watch_exit
 from .tree import (
     children,
@@ -109,6 +111,7 @@ class Executor:
         self.handlers.update(self.jobs.handlers())
         self.egress = Egress(egress_port)
         self.handlers.update(self.egress.handlers())
+        self.handlers.update(Ports().handlers())
 
     def listen(self, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):

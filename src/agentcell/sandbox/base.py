@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         JobStart,
         Output,
         Pong,
+        Port,
         Process,
     )
 
@@ -112,6 +113,8 @@ class ExecutorChannel(Protocol):
     async def end_job(self, job_id: str, exit_code: int) -> JobInfo: ...
     async def forget_job(self, job_id: str) -> None: ...
     def egress(self) -> AbstractAsyncContextManager[AsyncIterator[Duplex]]: ...
+    async def list_ports(self) -> builtins.list[Port]: ...
+    async def connect(self, port: int) -> Duplex: ...
 
 
 class Backend(Protocol):

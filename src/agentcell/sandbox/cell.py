@@ -30,6 +30,7 @@ from agentcell.executor.protocol import (
     JobStart,
     Language,
     Output,
+    Port,
     Process,
 )
 from agentcell.sandbox.audit import ExecAudit, audited
@@ -290,6 +291,21 @@ class Cell:
             await self.keeper.wake(self)
         async with self.client.egress() as conns:
             yield conns
+
+    async def ports(self) -> list[Port]:
+        async with self.using() as client:
+            return await client.list_ports()
+
+    @asynccontextmanager
+    async def connect(self, port: int) -> AsyncIterator[Duplex]:
+        """A connection to ``port`` on the cell's loopback for the block. The cell is in use
+        while it is open: a relayed page, desktop or notebook keeps it from being paused."""
+        async with self.using() as client:
+            duplex = await client.connect(port)
+            try:
+                yield duplex
+            finally:
+                await duplex.close()
 
 
 def network_failed(stderr: str) -> bool:

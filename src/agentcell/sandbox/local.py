@@ -19,6 +19,7 @@ from agentcell.executor.protocol import (
     JobStart,
     Language,
     Output,
+    Port,
     Process,
 )
 from agentcell.sandbox.audit import ExecAudit
@@ -199,6 +200,15 @@ class LocalCells(CellService):
         cell = await self.manager.ensure(owner)
         async with cell.egress() as conns:
             yield conns
+
+    async def ports(self, owner: str) -> list[Port]:
+        return await (await self.manager.ensure(owner)).ports()
+
+    @asynccontextmanager
+    async def connect(self, owner: str, port: int) -> AsyncIterator[Duplex]:
+        cell = await self.manager.ensure(owner)
+        async with cell.connect(port) as duplex:
+            yield duplex
 
     # --- files -----------------------------------------------------------------------------
 

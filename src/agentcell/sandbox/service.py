@@ -26,6 +26,7 @@ from agentcell.executor.protocol import (
     JobStart,
     Language,
     Output,
+    Port,
     Process,
 )
 from agentcell.sandbox.base import CellState
@@ -239,6 +240,17 @@ class CellService(Protocol):
         cell is paused or stopped as ever; when its executor goes (stopped, restarted,
         removed) the iteration ends with ``ExecutorUnreachable``, and the caller listens again
         once the cell runs."""
+        ...
+
+    # --- ports: the host's connections to servers in the cell (DESIGN §11) -----------------
+
+    async def ports(self, owner: str) -> list[Port]:
+        """The TCP ports listening in the owner's cell."""
+        ...
+
+    def connect(self, owner: str, port: int) -> AbstractAsyncContextManager[Duplex]:
+        """A connection to ``port`` on the cell's loopback, raw bytes both ways, for the block
+        (``PortClosed`` when nothing listens there). The cell counts as in use meanwhile."""
         ...
 
     # --- files -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ Action = Literal[
     "network.admin",
     "secret.put",
     "secret.delete",
+    "port.token",
 ]
 
 

@@ -1,0 +1,224 @@
+"""The port relay (DESIGN §11): servers listening in the caller's cell, reached at
+``/v1/cell/ports/{port}/{path}`` (HTTP and WebSocket) while the cell keeps no network.
+
+``/v1/cell/ports/{port}/x`` reaches ``/x`` on the server; ``/v1/cell/ports/absolute/{port}/x``
+passes the whole path on, for servers told to serve under that prefix (JupyterLab's base URL),
+as jupyter-server-proxy does. Callers authenticate with the API key, or — browsers, which
+cannot send it on a page load, an ``<img>`` or a WebSocket — with a port token: opening the
+token's URL trades it for an HttpOnly cookie of that port's (the URL is then left without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+import h11
+from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi.responses import RedirectResponse
+from starlette.requests import HTTPConnection
+
+from agentcell.api import relay
+from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
+from agentcell.api.errors import error_response
+from agentcell.api.streams import TimedStreamingResponse
+from agentcell.errors import AgentcellError, Forbidden, InvalidRequest, Unauthorized
+from agentcell.schemas import CellPort, PortToken
+from agentcell.services import Services
+from agentcell.store.models import User
+
+router = APIRouter(prefix="/v1/cell", tags=["ports"])
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+COOKIE = relay.OUR_COOKIES + "_port_{port}"
+
+
+def port_url(port: int) -> str:
+    return f"{relay.PREFIX}{port}/"
+
+
+def parse_port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 65536:
+        raise InvalidRequest(
+            f"{text[:20]!r} is not a TCP port", hint="give a port from 1 to 65535, e.g. 8080"
+        )
+    return int(text)
+
+
+@router.get("/ports")
+async def list_ports(user: CurrentUser, services: ServicesDep) -> list[CellPort]:
+    """The TCP ports listening in your cell, each with its relay URL."""
+    return [
+        CellPort(port=p.port, address=p.address, pid=p.pid, command=p.command, url=port_url(p.port))
+        for p in await services.ports.listening(user.id)
+    ]
+
+
+@router.post("/ports/{port}/token")
+async def port_token(port: str, user: CurrentUser, services: ServicesDep) -> PortToken:
+    """A short-lived token for one port, for a browser: open ``url`` (its query carries the
+    token once; it is traded for a cookie valid for that port's paths only)."""
+    token = await services.ports.token(user.id, parse_port(port))
+    return PortToken(
+        token=token.token,
+        port=token.port,
+        url=f"{port_url(token.port)}?{relay.TOKEN_PARAM}={token.token}",
+        expires_at=datetime.fromtimestamp(token.expires_at, UTC),
+    )
+
+
+async def relay_user(conn: HTTPConnection, port: int, services: Services) -> tuple[User, bool]:
+    """Who calls, by API key, port token or port cookie; and whether by a token in the URL."""
+    scheme, _, key = conn.headers.get("authorization", "").partition(" ")
+    if key and scheme.lower() == "bearer":
+        if key.strip() == conn.app.state.admin_token:
+            raise Forbidden("the admin token has no cell", hint="use a user's API key for this")
+        if (user := await services.users.authenticate(key.strip())) is None:
+            raise Unauthorized("the token sent is not a valid API key")
+        return user, False
+    how = (
+        ("token", conn.query_params.get(relay.TOKEN_PARAM)),
+        ("cookie", conn.cookies.get(COOKIE.format(port=port))),
+    )
+    for kind, token in how:
+        if token:
+            if (user := await services.ports.holder(token, port)) is None:
+                raise Unauthorized(
+                    f"the port {kind} is not valid: it expired, or it is for another port",
+                    hint=f"get a new one: POST /v1/cell/ports/{port}/token",
+                )
+            return user, kind == "token"
+    raise Unauthorized(
+        "no API key or port token was sent",
+        hint="send the header 'Authorization: Bearer <your API key>', or open the URL that "
+        f"POST /v1/cell/ports/{port}/token gives",
+    )
+
+
+def traded_for_cookie(request: Request, port: int, services: Services) -> Response:
+    """The same URL without its token, and the port's cookie, so that the page's own links
+    (relative, with no token) and later requests are authenticated."""
+    owner = services.ports.tokens.owner_of(request.query_params[relay.TOKEN_PARAM], port)
+    assert owner is not None  # relay_user checked it
+    cookie = services.ports.cookie(owner, port)
+    location = relay.target_of(request.url.path, request.url.query)
+    response = RedirectResponse(location, status_code=303)
+    response.set_cookie(
+        COOKIE.format(port=port),
+        cookie.token,
+        max_age=int(cookie.expires_at - datetime.now(UTC).timestamp()),
+        path=relay.PREFIX,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+def upstream_target(conn: HTTPConnection, port: int, absolute: bool) -> tuple[str, str]:
+    """The prefix the server in the cell is reached under, and the target it is sent (the
+    path as the client encoded it, less the prefix unless ``absolute``)."""
+    prefix = f"{relay.PREFIX}{'absolute/' if absolute else ''}{port}"
+    path = (conn.scope.get("raw_path") or conn.url.path.encode()).decode("latin-1")
+    return prefix, relay.target_of(path if absolute else path[len(prefix) :] or "/", conn.url.query)
+
+
+async def relay_http(
+    request: Request, port: int, absolute: bool, services: Services, send_timeout_s: float
+) -> Response:
+    user, by_url = await relay_user(request, port, services)
+    if by_url and request.method in ("GET", "HEAD"):
+        return traded_for_cookie(request, port, services)
+    prefix, target = upstream_target(request, port, absolute)
+    headers = relay.upstream_headers(request.headers.raw, prefix, request.url.scheme)
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    if has_body and "content-length" not in request.headers:
+        headers.append((b"transfer-encoding", b"chunked"))
+    stack = AsyncExitStack()
+    try:
+        duplex = await stack.enter_async_context(services.ports.connect(user.id, port))
+        upstream = relay.Upstream(duplex, port)
+        await upstream.send(h11.Request(method=request.method, target=target, headers=headers))
+        if has_body:
+            sending = asyncio.ensure_future(upstream.send_body(request.stream()))
+            stack.push_async_callback(_cancel, sending)
+        else:
+            await upstream.send(h11.EndOfMessage())
+        head = await upstream.response()
+    except BaseException:
+        await stack.aclose()
+        raise
+    response = TimedStreamingResponse(upstream.body(), send_timeout_s, None, on_close=stack.aclose)
+    response.status_code = head.status_code
+    response.raw_headers = relay.response_headers(head)
+    return response
+
+
+async def _cancel(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+# The absolute routes first: "absolute" is no port.
+@router.api_route("/ports/absolute/{port}/{path:path}", methods=METHODS, include_in_schema=False)
+async def relay_absolute(
+    port: str, request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    return await relay_http(
+        request, parse_port(port), True, services, settings.stream_send_timeout_s
+    )
+
+
+@router.get("/ports/{port}/{path:path}")
+async def relay_port(
+    port: str, request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    """Relay the request to ``/{path}`` on the server listening on ``port`` in your cell:
+    every method, streamed both ways, WebSocket upgrades too. 502 ``port_closed`` when
+    nothing listens there."""
+    return await relay_http(
+        request, parse_port(port), False, services, settings.stream_send_timeout_s
+    )
+
+
+# The other methods, documented with GET above.
+router.api_route("/ports/{port}/{path:path}", methods=METHODS[1:], include_in_schema=False)(
+    relay_port
+)
+
+
+async def websocket_relay(websocket: WebSocket, port_text: str, absolute: bool) -> None:
+    services: Services = websocket.app.state.services
+    accepted = False
+    try:
+        port = parse_port(port_text)
+        user, _ = await relay_user(websocket, port, services)
+        prefix, target = upstream_target(websocket, port, absolute)
+        headers = relay.upstream_headers(websocket.headers.raw, prefix, websocket.url.scheme)
+        host = websocket.headers.get("host", "localhost")
+        async with services.ports.connect(user.id, port) as duplex:
+            protocol, answer = await relay.open_websocket(
+                duplex, host, target, headers, websocket.scope.get("subprotocols", [])
+            )
+            await websocket.accept(subprotocol=relay.chosen_subprotocol(answer))
+            accepted = True
+            await relay.relay_websocket(websocket, protocol, duplex)
+    except AgentcellError as exc:
+        if accepted:
+            await websocket.close(1011, exc.message[:120])
+        else:
+            await websocket.send_denial_response(
+                error_response(exc.status_code, exc.code, exc.message, exc.hint)
+            )
+
+
+@router.websocket("/ports/absolute/{port}/{path:path}")
+async def relay_absolute_websocket(websocket: WebSocket, port: str) -> None:
+    await websocket_relay(websocket, port, True)
+
+
+@router.websocket("/ports/{port}/{path:path}")
+async def relay_port_websocket(websocket: WebSocket, port: str) -> None:
+    await websocket_relay(websocket, port, False)
