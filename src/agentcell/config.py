@@ -145,12 +145,12 @@ class Settings(BaseSettings):
         "once into data_dir/secrets.key",
     )
     secrets_per_user_max: int = Field(50, ge=1, description="secrets one user may keep")
-    port_token_ttl_s: float = Field(
+    browser_token_ttl_s: float = Field(
         900,
         gt=0,
         le=86400,
-        description="life of a port token (POST /v1/cell/ports/{port}/token): a URL a browser "
-        "opens once, which trades it for a cookie of that port's",
+        description="life of a browser token (POST /v1/cell/port-tokens, "
+        "/v1/cell/terminals/token): what a browser's URL or WebSocket carries instead of the key",
     )
     port_cookie_ttl_s: float = Field(
         43200, gt=0, description="life of the cookie a port token is traded for"

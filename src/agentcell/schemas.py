@@ -90,12 +90,38 @@ class CellPort(BaseModel):
     url: str = Field(description="its path on this server: /v1/cell/ports/{port}/")
 
 
+class PortTokenRequest(BaseModel):
+    port: int = Field(ge=1, le=65535, description="a TCP port of your cell, e.g. 8080")
+
+
 class PortToken(BaseModel):
     """A short-lived token for one port of the caller's cell, for a browser (which cannot send
     the API key): opening ``url`` trades it for a cookie of that port's."""
 
     token: str
     port: int
+    url: str
+    expires_at: datetime
+
+
+class TerminalSession(BaseModel):
+    """A terminal in the caller's cell: ``bash -i`` on a pseudo-terminal, reached over the
+    WebSocket ``/v1/cell/terminal?session={id}``; it outlives a closed WebSocket for a grace
+    period."""
+
+    id: str
+    pid: int = Field(description="the process holding its shell")
+    cols: int
+    rows: int
+    attached: bool = Field(description="a WebSocket is attached to it now")
+    exit_code: int | None = Field(description="once its shell has exited")
+
+
+class BrowserToken(BaseModel):
+    """A short-lived token for a browser, which cannot send the API key on a WebSocket: add it
+    to the WebSocket's URL as ``?token=``."""
+
+    token: str
     url: str
     expires_at: datetime
 

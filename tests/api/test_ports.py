@@ -145,7 +145,7 @@ def test_ports_lists_what_listens(alice: httpx.Client) -> None:
 
 
 def test_a_port_token_opens_in_a_browser_as_a_cookie(live: Live, alice: httpx.Client) -> None:
-    made = alice.post(f"/v1/cell/ports/{PORT}/token")
+    made = alice.post("/v1/cell/port-tokens", json={"port": PORT})
     assert made.status_code == 200, made.text
     token = made.json()
     assert token["url"] == f"/v1/cell/ports/{PORT}/?token={token['token']}"
@@ -178,7 +178,7 @@ def test_another_user_reaches_only_their_own_cell(
     theirs = bob.get(f"/v1/cell/ports/{PORT}/hello")
     assert_error(theirs, 502, "port_closed")  # bob's own cell, where nothing listens
     assert PORT not in [p["port"] for p in bob.get("/v1/cell/ports").json()]
-    alices = alice.post(f"/v1/cell/ports/{PORT}/token").json()["token"]
+    alices = alice.post("/v1/cell/port-tokens", json={"port": PORT}).json()["token"]
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_url(live, f"/v1/cell/ports/8081/ws?token={alices}"))
     assert refused.value.response.status_code == 401
@@ -188,7 +188,9 @@ def test_bad_ports_tokens_and_closed_ports(live: Live, alice: httpx.Client) -> N
     for port in ("0", "65536", "http", "-1", "٣"):
         got = assert_error(alice.get(f"/v1/cell/ports/{port}/x"), 400, "invalid_request")
         assert "1 to 65535" in got["hint"]
-    assert_error(alice.post("/v1/cell/ports/0/token"), 400, "invalid_request")
+    for bad in (0, 65536, "http"):
+        refused = alice.post("/v1/cell/port-tokens", json={"port": bad})
+        assert_error(refused, 422, "invalid_request")
     closed = assert_error(alice.get("/v1/cell/ports/9/"), 502, "port_closed")
     assert "nothing listens" in closed["message"]
     assert "GET /v1/cell/ports" in closed["hint"]

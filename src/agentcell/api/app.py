@@ -27,6 +27,7 @@ from agentcell.api.routes import (
     schedules,
     secrets,
     sessions,
+    terminals,
     users,
 )
 from agentcell.api.streams import BodyTimeout
@@ -159,7 +160,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.limits = Limits.from_settings(settings)
     app.state.metrics = Metrics()
     errors.install(app)
-    routers = (users, cell, ports, network, secrets, files, sessions, jobs, schedules, audit, ops)
+    routers = (
+        users,
+        cell,
+        ports,
+        terminals,
+        network,
+        secrets,
+        files,
+        sessions,
+        jobs,
+        schedules,
+        audit,
+        ops,
+    )
     for module in routers:
         app.include_router(module.router)
     app.add_middleware(JsonBodies)

@@ -27,12 +27,12 @@ from websockets.http11 import Response as WsResponse
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from agentcell.api.browser import TOKEN_PARAM
 from agentcell.errors import AgentcellError
 from agentcell.executor.duplex import Duplex
 
 PREFIX = "/v1/cell/ports/"
 OUR_COOKIES = "agentcell"  # the prefix of every cookie of ours
-TOKEN_PARAM = "token"
 READ_BYTES = 256 * 1024
 HEAD_MAX = 64 * 1024  # the response head of a server in the cell
 WS_MESSAGE_MAX = 16 * 1024 * 1024

@@ -400,6 +400,30 @@ class ExecutorClient:
             raise
         return SocketDuplex(conn.sock, f"port {port}", bytes(conn.buf))
 
+    async def attach_terminal(
+        self, terminal: str = "", cols: int = 80, rows: int = 24
+    ) -> tuple[p.TerminalInfo, SocketDuplex]:
+        """Attach to a terminal (``""``: start one): its info, and a connection carrying
+        keystrokes in and its output out, which ends once its shell has exited (or another
+        attachment took over). ``NotFound`` for a terminal the cell does not have."""
+        conn = await self._open(p.TerminalAttach(terminal, cols, rows))
+        try:
+            info = await conn.expect(p.TerminalInfo)
+        except BaseException:
+            conn.close()
+            raise
+        return info, SocketDuplex(conn.sock, f"terminal {info.terminal}", bytes(conn.buf))
+
+    async def resize_terminal(self, terminal: str, cols: int, rows: int) -> None:
+        await self._call(p.TerminalResize(terminal, cols, rows), p.Ok)
+
+    async def terminals(self) -> builtins.list[p.TerminalInfo]:
+        return (await self._call(p.ListTerminals(), p.TerminalInfos)).terminals
+
+    async def close_terminal(self, terminal: str) -> p.TerminalInfo:
+        """End the terminal (if its shell still runs) and forget it: its last info."""
+        return await self._call(p.TerminalClose(terminal), p.TerminalInfo)
+
     async def _call(self, req: p.Message, kind: type[M]) -> M:
         conn = await self._open(req)
         try:
@@ -411,7 +435,8 @@ class ExecutorClient:
         patience: float | None = PATIENCE_S + (req.timeout_s if isinstance(req, Exec) else 0)
         if isinstance(req, p.EgressListen):
             patience = None
-        paths = not req.kind.startswith(("job_", "egress_"))  # a missing job or offer: NotFound
+        # a missing job, offer or terminal: NotFound
+        paths = not req.kind.startswith(("job_", "egress_", "terminal_"))
         conn = _Connection(await self._connect(), patience, paths=paths)
         try:
             await conn.send(req.encode())

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import termios
 import time
 from collections.abc import Iterable
 from typing import NoReturn
@@ -38,7 +40,7 @@ def fork_holder(
     try:
         pid = os.fork()
         if pid == 0:
-            become_holder(argv, cwd, env, writes, mask)
+            become_holder(argv, cwd, env, [os.open(os.devnull, os.O_RDONLY), *writes], mask)
     except BaseException:
         for r, _ in pipes:
             os.close(r)
@@ -50,19 +52,45 @@ def fork_holder(
     return pid, pipes[0][0], pipes[-2][0], pipes[-1][0]
 
 
+def fork_terminal_holder(
+    argv: list[str], cwd: str, env: dict[str, str], tty: int
+) -> tuple[int, int]:
+    """(holder pid, the status pipe's read end) of a holder whose session has the
+    pseudo-terminal ``tty`` (its follower side) as its controlling terminal, and whose shell
+    has it as stdin, stdout and stderr: job control, Ctrl-C and hangups work as in a login."""
+    status_r, status_w = os.pipe()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ALL_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            become_holder(argv, cwd, env, [tty, tty, tty, status_w], mask, controlling_tty=True)
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(status_w)
+    return pid, status_r
+
+
 def become_holder(
     argv: list[str],
     cwd: str,
     env: dict[str, str],
-    writes: list[int],
+    fds: list[int],
     mask: Iterable[int],
+    *,
+    controlling_tty: bool = False,
 ) -> NoReturn:
+    """``fds``: the shell's stdin, stdout and stderr, and the status pipe's write end."""
     try:
         reset_signals()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.setsid()
         set_subreaper()
-        place_fds(os.open(os.devnull, os.O_RDONLY), *writes)
+        place_fds(*fds)
+        if controlling_tty:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         bash = fork_patiently()
         if bash < 0:
             os.write(STATUS_FD, STUCK)

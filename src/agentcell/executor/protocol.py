@@ -3,8 +3,8 @@
 Standard library only. One request per connection: the client sends one request line (and, for
 ``write``, its data frames), the server answers with event lines and closes. Every message is
 one JSON object on one line with a ``kind`` discriminator. After the ``Ok`` of ``EgressAccept``
-(an egress connection of the cell's) or ``Connect`` (the host's, to a port in the cell) the
-connection carries raw bytes both ways.
+(an egress connection of the cell's), ``Connect`` (the host's, to a port in the cell) and
+the ``TerminalInfo`` of ``TerminalAttach`` the connection carries raw bytes both ways.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ EGRESS_OFFER_TTL_S = 3.0  # an offered connection the host has not taken by then
 EGRESS_PENDING_MAX = 64  # offers waiting for the host; more connections wait in the backlog
 EGRESS_RELAYS_MAX = 256  # connections relayed at once; more wait in the backlog
 PORT_RELAYS_MAX = 256  # host connections to the cell's ports at once (ports.py)
+TERMINALS_MAX = 16  # terminals open at once in a cell (terminals.py)
+TERMINAL_GRACE_S = 60.0  # a terminal nobody is attached to lives this long (a page reload)
+TERMINAL_SCROLLBACK = 64 * 1024  # bytes of recent output a new attachment is given first
+TERMINAL_ID_MAX = 64
 # The longest line each side reads. Every frame, page and event fits well inside; the host, which
 # reads an untrusted cell, allows less. An exec's code must fit in a request line.
 REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
@@ -276,6 +280,43 @@ class ListPorts(Message):
     kind: ClassVar[str] = "list_ports"
 
 
+@dataclass
+class TerminalAttach(Message):
+    """Attach to a terminal (``terminal``: its id), or start one (``""``: ``bash -i`` on a new
+    pseudo-terminal of ``cols`` × ``rows``): ``TerminalInfo``, then raw bytes both ways on this
+    connection — keystrokes in; output out, starting with the terminal's scrollback. A new
+    attachment takes over from the one before; the stream ends once the shell has exited."""
+
+    kind: ClassVar[str] = "terminal_attach"
+    terminal: str = ""
+    cols: int = 80
+    rows: int = 24
+
+
+@dataclass
+class TerminalResize(Message):
+    kind: ClassVar[str] = "terminal_resize"
+    terminal: str
+    cols: int
+    rows: int
+
+
+@dataclass
+class ListTerminals(Message):
+    """The cell's terminals; answered by ``TerminalInfos``."""
+
+    kind: ClassVar[str] = "list_terminals"
+
+
+@dataclass
+class TerminalClose(Message):
+    """End a terminal (its shell and what runs in its session are killed, if still running)
+    and forget it; answered by its last ``TerminalInfo``, which has the exit code."""
+
+    kind: ClassVar[str] = "terminal_close"
+    terminal: str
+
+
 # --- data frames (both directions) ---------------------------------------------------------
 
 
@@ -403,6 +444,24 @@ class PortList(Message):
 
 
 @dataclass
+class TerminalInfo(Message):
+    kind: ClassVar[str] = "terminal_info"
+    terminal: str
+    pid: int  # of its shell
+    cols: int
+    rows: int
+    attached: bool
+    exit_code: int | None  # once its shell has exited
+
+
+@dataclass
+class TerminalInfos(Message):
+    kind: ClassVar[str] = "terminal_infos"
+    nested: ClassVar[bool] = True
+    terminals: list[TerminalInfo]
+
+
+@dataclass
 class Beat(Message):
     """Still there, nothing new: a waiter's or a follower's sign of life."""
 
@@ -450,6 +509,10 @@ MESSAGES: dict[str, type[Message]] = {
         EgressAccept,
         Connect,
         ListPorts,
+        TerminalAttach,
+        TerminalResize,
+        ListTerminals,
+        TerminalClose,
         Chunk,
         End,
         Pong,
@@ -461,6 +524,8 @@ MESSAGES: dict[str, type[Message]] = {
         JobInfos,
         EgressOffer,
         PortList,
+        TerminalInfo,
+        TerminalInfos,
         Beat,
         Ok,
         Error,
@@ -482,6 +547,8 @@ def decode(line: bytes | str) -> Message:
             body["processes"] = [Process(**e) for e in body["processes"]]
         if cls is PortList:
             body["ports"] = [Port(**e) for e in body["ports"]]
+        if cls is TerminalInfos:
+            body["terminals"] = [TerminalInfo(**e) for e in body["terminals"]]
         if cls is JobInfos:
             body["jobs"] = [JobInfo(**e) for e in body["jobs"]]
         return cls(**body)

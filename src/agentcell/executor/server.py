@@ -10,7 +10,7 @@ unless the exec asked to keep it (``background``): kept processes are listed and
 request. Output goes through pipes.py, file operations through files.py, jobs (code run
 detached from any connection, with a log in the cell) through jobs.py, the egress forwarder (the
 cell's loopback relayed to the host) through egress.py, the host's connections to the cell's
-ports through ports.py.
+ports through ports.py, interactive shells on pseudo-terminals through terminals.py.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .jobs import Jobs
 from .pipes import Pump, Sink
 from .ports import Ports
 from .procs import OomCounter, wait_any, watch_exit
+from .terminals import Terminals
 from .tree import (
     children,
     command_of,
@@ -112,6 +113,8 @@ class Executor:
         self.egress = Egress(egress_port)
         self.handlers.update(self.egress.handlers())
         self.handlers.update(Ports().handlers())
+        self.terminals = Terminals(self)
+        self.handlers.update(self.terminals.handlers())
 
     def listen(self, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -170,6 +173,7 @@ class Executor:
             kill_tree(holder, include_root=True)
         self.jobs.shutdown()
         self.egress.shutdown()
+        self.terminals.shutdown()
 
     async def ping(self, _msg: p.Ping, conn: Conn) -> None:
         conn.write(p.Pong(uid=os.getuid(), pid=os.getpid()).encode())

@@ -32,6 +32,7 @@ from agentcell.executor.protocol import (
     Output,
     Port,
     Process,
+    TerminalInfo,
 )
 from agentcell.sandbox.audit import ExecAudit, audited
 from agentcell.sandbox.base import CellState, ContainerInfo, ExecutorChannel
@@ -306,6 +307,30 @@ class Cell:
                 yield duplex
             finally:
                 await duplex.close()
+
+    @asynccontextmanager
+    async def terminal(
+        self, terminal: str, cols: int, rows: int
+    ) -> AsyncIterator[tuple[TerminalInfo, Duplex]]:
+        """Attached to a terminal (``""``: a new one) for the block, which keeps the cell in use."""
+        async with self.using() as client:
+            info, duplex = await client.attach_terminal(terminal, cols, rows)
+            try:
+                yield info, duplex
+            finally:
+                await duplex.close()
+
+    async def terminals(self) -> list[TerminalInfo]:
+        async with self.using() as client:
+            return await client.terminals()
+
+    async def resize_terminal(self, terminal: str, cols: int, rows: int) -> None:
+        async with self.using() as client:
+            await client.resize_terminal(terminal, cols, rows)
+
+    async def close_terminal(self, terminal: str) -> TerminalInfo:
+        async with self.using() as client:
+            return await client.close_terminal(terminal)
 
 
 def network_failed(stderr: str) -> bool:

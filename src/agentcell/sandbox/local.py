@@ -21,6 +21,7 @@ from agentcell.executor.protocol import (
     Output,
     Port,
     Process,
+    TerminalInfo,
 )
 from agentcell.sandbox.audit import ExecAudit
 from agentcell.sandbox.cell import Cell
@@ -209,6 +210,23 @@ class LocalCells(CellService):
         cell = await self.manager.ensure(owner)
         async with cell.connect(port) as duplex:
             yield duplex
+
+    @asynccontextmanager
+    async def terminal(
+        self, owner: str, terminal: str = "", cols: int = 80, rows: int = 24
+    ) -> AsyncIterator[tuple[TerminalInfo, Duplex]]:
+        cell = await self.manager.ensure(owner)
+        async with cell.terminal(terminal, cols, rows) as attached:
+            yield attached
+
+    async def terminals(self, owner: str) -> list[TerminalInfo]:
+        return await (await self.manager.ensure(owner)).terminals()
+
+    async def resize_terminal(self, owner: str, terminal: str, cols: int, rows: int) -> None:
+        await (await self.manager.ensure(owner)).resize_terminal(terminal, cols, rows)
+
+    async def close_terminal(self, owner: str, terminal: str) -> TerminalInfo:
+        return await (await self.manager.ensure(owner)).close_terminal(terminal)
 
     # --- files -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from agentcell.executor.protocol import (
     Output,
     Port,
     Process,
+    TerminalInfo,
 )
 from agentcell.sandbox.base import CellState
 
@@ -251,6 +252,26 @@ class CellService(Protocol):
     def connect(self, owner: str, port: int) -> AbstractAsyncContextManager[Duplex]:
         """A connection to ``port`` on the cell's loopback, raw bytes both ways, for the block
         (``PortClosed`` when nothing listens there). The cell counts as in use meanwhile."""
+        ...
+
+    def terminal(
+        self, owner: str, terminal: str = "", cols: int = 80, rows: int = 24
+    ) -> AbstractAsyncContextManager[tuple[TerminalInfo, Duplex]]:
+        """Attached to one of the owner's terminals (``""``: a new ``bash -i``) for the block:
+        its info, and keystrokes in / output out, ending once its shell has exited or another
+        attachment took over (``NotFound`` for a terminal the cell does not have). A terminal
+        outlives its attachment for a grace period (a page reload); the cell is in use while
+        attached."""
+        ...
+
+    async def terminals(self, owner: str) -> list[TerminalInfo]:
+        """The owner's terminals."""
+        ...
+
+    async def resize_terminal(self, owner: str, terminal: str, cols: int, rows: int) -> None: ...
+
+    async def close_terminal(self, owner: str, terminal: str) -> TerminalInfo:
+        """End a terminal and forget it; its last info holds the exit code."""
         ...
 
     # --- files -----------------------------------------------------------------------------

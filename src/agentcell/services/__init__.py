@@ -25,6 +25,8 @@ from agentcell.services.limits import Limits
 from agentcell.services.network import Network
 from agentcell.services.ports import Ports
 from agentcell.services.sessions import Sessions
+from agentcell.services.terminals import Terminals
+from agentcell.services.tokens import BrowserTokens
 from agentcell.services.turns import ModelFactory, Turns
 from agentcell.services.users import Users
 from agentcell.store import Store
@@ -55,7 +57,9 @@ class Services:
         self.network = Network(store, settings, gateway, self.audit)
         self.cells = Cells(cells, store, limits, self.audit, self.network.mode)
         self.execs = Execs(self.cells, settings, observe_exec)
-        self.ports = Ports(cells, store, settings, self.audit, gateway.box.derive(b"port tokens"))
+        tokens = BrowserTokens(gateway.box.derive(b"port tokens"))
+        self.ports = Ports(cells, store, settings, self.audit, tokens)
+        self.terminals = Terminals(cells, store, settings, self.audit, tokens)
         self.files = Files(self.cells, settings, self.audit)
         self.turns = Turns(store, cells, settings, self.audit, model_factory)
         self.sessions = Sessions(store, self.turns, self.audit)

@@ -37,6 +37,9 @@ Action = Literal[
     "secret.put",
     "secret.delete",
     "port.token",
+    "terminal.open",
+    "terminal.close",
+    "terminal.token",
 ]
 
 

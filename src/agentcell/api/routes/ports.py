@@ -21,11 +21,12 @@ from fastapi.responses import RedirectResponse
 from starlette.requests import HTTPConnection
 
 from agentcell.api import relay
+from agentcell.api.browser import TOKEN_PARAM, browser_user
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
 from agentcell.api.errors import error_response
 from agentcell.api.streams import TimedStreamingResponse
-from agentcell.errors import AgentcellError, Forbidden, InvalidRequest, Unauthorized
-from agentcell.schemas import CellPort, PortToken
+from agentcell.errors import AgentcellError, InvalidRequest
+from agentcell.schemas import CellPort, PortToken, PortTokenRequest
 from agentcell.services import Services
 from agentcell.store.models import User
 
@@ -55,51 +56,37 @@ async def list_ports(user: CurrentUser, services: ServicesDep) -> list[CellPort]
     ]
 
 
-@router.post("/ports/{port}/token")
-async def port_token(port: str, user: CurrentUser, services: ServicesDep) -> PortToken:
+@router.post("/port-tokens")
+async def port_token(body: PortTokenRequest, user: CurrentUser, services: ServicesDep) -> PortToken:
     """A short-lived token for one port, for a browser: open ``url`` (its query carries the
     token once; it is traded for a cookie valid for that port's paths only)."""
-    token = await services.ports.token(user.id, parse_port(port))
+    token = await services.ports.token(user.id, body.port)
     return PortToken(
         token=token.token,
-        port=token.port,
-        url=f"{port_url(token.port)}?{relay.TOKEN_PARAM}={token.token}",
+        port=body.port,
+        url=f"{port_url(body.port)}?{TOKEN_PARAM}={token.token}",
         expires_at=datetime.fromtimestamp(token.expires_at, UTC),
     )
 
 
 async def relay_user(conn: HTTPConnection, port: int, services: Services) -> tuple[User, bool]:
     """Who calls, by API key, port token or port cookie; and whether by a token in the URL."""
-    scheme, _, key = conn.headers.get("authorization", "").partition(" ")
-    if key and scheme.lower() == "bearer":
-        if key.strip() == conn.app.state.admin_token:
-            raise Forbidden("the admin token has no cell", hint="use a user's API key for this")
-        if (user := await services.users.authenticate(key.strip())) is None:
-            raise Unauthorized("the token sent is not a valid API key")
-        return user, False
-    how = (
-        ("token", conn.query_params.get(relay.TOKEN_PARAM)),
-        ("cookie", conn.cookies.get(COOKIE.format(port=port))),
+    user, how = await browser_user(
+        conn,
+        (
+            ("port token", conn.query_params.get(TOKEN_PARAM)),
+            ("port cookie", conn.cookies.get(COOKIE.format(port=port))),
+        ),
+        lambda token: services.ports.holder(token, port),
+        f'POST /v1/cell/port-tokens {{"port": {port}}}',
     )
-    for kind, token in how:
-        if token:
-            if (user := await services.ports.holder(token, port)) is None:
-                raise Unauthorized(
-                    f"the port {kind} is not valid: it expired, or it is for another port",
-                    hint=f"get a new one: POST /v1/cell/ports/{port}/token",
-                )
-            return user, kind == "token"
-    raise Unauthorized(
-        "no API key or port token was sent",
-        hint="send the header 'Authorization: Bearer <your API key>', or open the URL that "
-        f"POST /v1/cell/ports/{port}/token gives",
-    )
+    return user, how == "port token"
 
 
 def traded_for_cookie(request: Request, port: int, services: Services) -> Response:
     """The same URL without its token, and the port's cookie, so that the page's own links
     (relative, with no token) and later requests are authenticated."""
-    owner = services.ports.tokens.owner_of(request.query_params[relay.TOKEN_PARAM], port)
+    owner = services.ports.tokens.owner_of(request.query_params[TOKEN_PARAM], port)
     assert owner is not None  # relay_user checked it
     cookie = services.ports.cookie(owner, port)
     location = relay.target_of(request.url.path, request.url.query)
@@ -171,22 +158,25 @@ async def relay_absolute(
     )
 
 
-@router.get("/ports/{port}/{path:path}")
 async def relay_port(
     port: str, request: Request, services: ServicesDep, settings: SettingsDep
 ) -> Response:
-    """Relay the request to ``/{path}`` on the server listening on ``port`` in your cell:
-    every method, streamed both ways, WebSocket upgrades too. 502 ``port_closed`` when
-    nothing listens there."""
+    """Relay the request to ``/{path}`` on the server listening on ``port`` in your cell,
+    streamed both ways (WebSocket upgrades too). 502 ``port_closed`` when nothing listens
+    there."""
     return await relay_http(
         request, parse_port(port), False, services, settings.stream_send_timeout_s
     )
 
 
-# The other methods, documented with GET above.
-router.api_route("/ports/{port}/{path:path}", methods=METHODS[1:], include_in_schema=False)(
-    relay_port
-)
+for _method in METHODS:  # a route each: one operation per method in the API's schema
+    router.add_api_route(
+        "/ports/{port}/{path:path}",
+        relay_port,
+        methods=[_method],
+        operation_id=f"relay_port_{_method.lower()}",
+        summary=f"Relay {_method}",
+    )
 
 
 async def websocket_relay(websocket: WebSocket, port_text: str, absolute: bool) -> None:
