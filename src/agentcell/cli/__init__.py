@@ -31,9 +31,11 @@ from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
 from agentcell.cli.jobs import add_jobs
 from agentcell.cli.network import add_network
+from agentcell.cli.ports import add_ports
 from agentcell.cli.processes import add_processes
 from agentcell.cli.schedules import add_schedules
 from agentcell.cli.serve import add_serve
+from agentcell.cli.terminal import add_terminal
 from agentcell.cli.users import add_users
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_users(groups)
     add_exec(groups)
     add_processes(groups)
+    add_ports(groups)
+    add_terminal(groups)
     add_chat(groups)
     add_files(groups)
     add_jobs(groups)

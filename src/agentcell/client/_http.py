@@ -24,6 +24,7 @@ from agentcell.schemas import (
     AdminNetwork,
     AuditPage,
     CellNetwork,
+    CellPort,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -36,11 +37,13 @@ from agentcell.schemas import (
     Me,
     MessagePublic,
     NetworkPolicy,
+    PortToken,
     ReapResult,
     SchedulePublic,
     SecretList,
     SecretPublic,
     SessionPublic,
+    TerminalSession,
     UserCreated,
     UserPublic,
 )
@@ -168,6 +171,8 @@ _CELLS = TypeAdapter(list[AdminCell])
 _SESSIONS = TypeAdapter(list[SessionPublic])
 _MESSAGES = TypeAdapter(list[MessagePublic])
 _PROCESSES = TypeAdapter(list[CellProcess])
+_PORTS = TypeAdapter(list[CellPort])
+_TERMINALS = TypeAdapter(list[TerminalSession])
 
 
 def _users(response: httpx.Response) -> list[UserPublic]:
@@ -192,6 +197,14 @@ def _messages(response: httpx.Response) -> list[MessagePublic]:
 
 def _processes(response: httpx.Response) -> list[CellProcess]:
     return _PROCESSES.validate_json(response.content)
+
+
+def _ports(response: httpx.Response) -> list[CellPort]:
+    return _PORTS.validate_json(response.content)
+
+
+def _terminals(response: httpx.Response) -> list[TerminalSession]:
+    return _TERMINALS.validate_json(response.content)
 
 
 def _session_path(session_id: str, rest: str = "") -> str:
@@ -257,6 +270,19 @@ class Api:
     @staticmethod
     def process_kill(pid: int) -> Call[None]:
         return Call("DELETE", f"/v1/cell/processes/{int(pid)}", _nothing)
+
+    ports = Call("GET", "/v1/cell/ports", _ports)
+
+    @staticmethod
+    def port_token(port: int) -> Call[PortToken]:
+        return Call("POST", "/v1/cell/port-tokens", _model(PortToken), json={"port": port})
+
+    terminals = Call("GET", "/v1/cell/terminals", _terminals)
+
+    @staticmethod
+    def terminal_close(terminal_id: str) -> Call[TerminalSession]:
+        path = f"/v1/cell/terminals/{quote(terminal_id, safe='')}"
+        return Call("DELETE", path, _model(TerminalSession))
 
     @staticmethod
     def files_list(path: str | Path, cursor: str | None = None) -> Call[FileList]:

@@ -42,6 +42,7 @@ from agentcell.schemas import (
     AdminNetwork,
     AuditPage,
     CellNetwork,
+    CellPort,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -57,10 +58,12 @@ from agentcell.schemas import (
     Me,
     MessagePublic,
     NetworkPolicy,
+    PortToken,
     ReapResult,
     SchedulePublic,
     SecretPublic,
     SessionPublic,
+    TerminalSession,
     UserCreated,
     UserPublic,
 )
@@ -145,6 +148,28 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     async def process_kill(self, pid: int) -> None:
         """Kill a kept process and everything it started."""
         await self._send(Api.process_kill(pid))
+
+    async def ports(self) -> list[CellPort]:
+        """The TCP ports listening in your cell, each with its relay path."""
+        return await self._send(Api.ports)
+
+    def port_url(self, port: int, path: str = "") -> str:
+        """The URL that reaches ``path`` on ``port`` in your cell (send your API key with it,
+        or open ``port_token(port).url`` in a browser)."""
+        return f"{self.url}/v1/cell/ports/{int(port)}/{path.lstrip('/')}"
+
+    async def port_token(self, port: int) -> PortToken:
+        """A short-lived token for a browser to open ``port``: its ``url`` (a path of this
+        server) trades it for a cookie of that port's."""
+        return await self._send(Api.port_token(port))
+
+    async def terminals(self) -> list[TerminalSession]:
+        """Your cell's terminals (``agentcell shell``'s, the web page's)."""
+        return await self._send(Api.terminals)
+
+    async def terminal_close(self, terminal_id: str) -> TerminalSession:
+        """End a terminal; its last state holds the exit code."""
+        return await self._send(Api.terminal_close(terminal_id))
 
     async def exec_stream(
         self,

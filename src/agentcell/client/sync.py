@@ -36,12 +36,14 @@ from agentcell.client._sse import (
     JobLogEvent,
     LogFollow,
 )
+from agentcell.client._terminal import Terminal
 from agentcell.errors import AgentcellError
 from agentcell.schemas import (
     AdminCell,
     AdminNetwork,
     AuditPage,
     CellNetwork,
+    CellPort,
     CellProcess,
     CellPublic,
     ChatReply,
@@ -57,10 +59,12 @@ from agentcell.schemas import (
     Me,
     MessagePublic,
     NetworkPolicy,
+    PortToken,
     ReapResult,
     SchedulePublic,
     SecretPublic,
     SessionPublic,
+    TerminalSession,
     UserCreated,
     UserPublic,
 )
@@ -140,6 +144,34 @@ class Client(BaseClient[httpx.Client]):
     def process_kill(self, pid: int) -> None:
         """Kill a kept process and everything it started."""
         self._send(Api.process_kill(pid))
+
+    def ports(self) -> list[CellPort]:
+        """The TCP ports listening in your cell, each with its relay path."""
+        return self._send(Api.ports)
+
+    def port_url(self, port: int, path: str = "") -> str:
+        """The URL that reaches ``path`` on ``port`` in your cell (send your API key with it,
+        or open ``port_token(port).url`` in a browser)."""
+        return f"{self.url}/v1/cell/ports/{int(port)}/{path.lstrip('/')}"
+
+    def port_token(self, port: int) -> PortToken:
+        """A short-lived token for a browser to open ``port``: its ``url`` (a path of this
+        server) trades it for a cookie of that port's."""
+        return self._send(Api.port_token(port))
+
+    def terminals(self) -> list[TerminalSession]:
+        """Your cell's terminals (``agentcell shell``'s, the web page's)."""
+        return self._send(Api.terminals)
+
+    def terminal_close(self, terminal_id: str) -> TerminalSession:
+        """End a terminal; its last state holds the exit code."""
+        return self._send(Api.terminal_close(terminal_id))
+
+    def terminal(self, session: str | None = None, cols: int = 80, rows: int = 24) -> Terminal:
+        """Attach to a new terminal in your cell, or to ``session`` (one ``terminals()``
+        lists): ``with client.terminal() as t: t.send(b"ls\\n"); t.recv()``."""
+        key = self._auth("user")["Authorization"].split(" ", 1)[1]
+        return Terminal.open(self.url, key, session, cols, rows, self.timeout_s)
 
     def exec_stream(
         self,

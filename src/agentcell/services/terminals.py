@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from agentcell.config import Settings
+from agentcell.errors import NotFound
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import TerminalInfo
 from agentcell.sandbox.service import CellService
@@ -17,6 +18,7 @@ from agentcell.store import Store
 from agentcell.store.models import User
 
 SCOPE = "terminal"
+LIST_HINT = "list your terminals: GET /v1/cell/terminals"
 
 
 class Terminals:
@@ -35,10 +37,13 @@ class Terminals:
     async def attach(
         self, owner: str, terminal: str, cols: int, rows: int
     ) -> AsyncIterator[tuple[TerminalInfo, Duplex]]:
-        async with self._cells.terminal(owner, terminal, cols, rows) as (info, duplex):
-            if not terminal:
-                await self._audit.record(owner, "terminal.open", target=info.terminal)
-            yield info, duplex
+        try:
+            async with self._cells.terminal(owner, terminal, cols, rows) as (info, duplex):
+                if not terminal:
+                    await self._audit.record(owner, "terminal.open", target=info.terminal)
+                yield info, duplex
+        except NotFound as exc:
+            raise NotFound(exc.message, hint=LIST_HINT) from exc
 
     async def list(self, owner: str) -> list[TerminalInfo]:
         return await self._cells.terminals(owner)
@@ -50,7 +55,10 @@ class Terminals:
         await self._cells.resize_terminal(owner, terminal, cols, rows)
 
     async def close(self, owner: str, terminal: str) -> TerminalInfo:
-        info = await self._cells.close_terminal(owner, terminal)
+        try:
+            info = await self._cells.close_terminal(owner, terminal)
+        except NotFound as exc:
+            raise NotFound(exc.message, hint=LIST_HINT) from exc
         await self._audit.record(
             owner, "terminal.close", target=terminal, detail=f"exit code {info.exit_code}"
         )
