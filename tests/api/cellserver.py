@@ -3,8 +3,8 @@ minimal image has nothing else). ``python3 cellserver.py PORT``.
 
 GET /hello: "hello"; GET /headers: the request's headers and target as JSON; POST /echo: the
 body's length and sha256; GET /stream: a chunked body of 5 pieces, 0.1 s apart; GET /ws: a
-WebSocket echo (text and binary, fragments joined), with the subprotocol asked for chosen.
-Anything else: 404 with the path.
+WebSocket echo (text and binary, fragments joined), with the subprotocol asked for chosen;
+GET /bytes/N: N bytes. Anything else: 404 with the path.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # a head and a body written apart: no 40 ms delayed ACK
 
     def log_message(self, *_: object) -> None:
         pass
@@ -53,8 +54,20 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif route == "/ws":
             self.websocket()
+        elif route.startswith("/bytes/"):  # GET /bytes/N: N bytes, for throughput
+            self.send_bytes(int(route.removeprefix("/bytes/")))
         else:
             self.reply(404, f"no such page: {self.path}".encode())
+
+    def send_bytes(self, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = b"x" * (1 << 20)
+        while size > 0:
+            self.wfile.write(block[:size])
+            size -= len(block)
 
     def do_POST(self) -> None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
