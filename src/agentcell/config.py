@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    web_dir: Path = Field(
+        Path(__file__).resolve().parents[2] / "web",
+        description="front-end packages the server serves (scripts/setup runs npm ci there)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     admin_token: str = Field("", description="empty = generated once into data_dir/admin_token")
@@ -150,7 +154,7 @@ class Settings(BaseSettings):
         gt=0,
         le=86400,
         description="life of a browser token (POST /v1/cell/port-tokens, "
-        "/v1/cell/terminals/token): what a browser's URL or WebSocket carries instead of the key",
+        "/v1/cell/terminal-tokens): what a browser's URL or WebSocket carries instead of the key",
     )
     port_cookie_ttl_s: float = Field(
         43200, gt=0, description="life of the cookie a port token is traded for"

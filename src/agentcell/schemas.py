@@ -117,6 +117,20 @@ class TerminalSession(BaseModel):
     exit_code: int | None = Field(description="once its shell has exited")
 
 
+class CellDesktop(BaseModel):
+    """The live desktop of the caller's cell (started if it was not): open ``url`` in a browser
+    (the viewer page; view only until you take control), or speak RFB over the WebSocket
+    ``websocket``. Both carry a short-lived token instead of the API key."""
+
+    url: str
+    websocket: str
+    view_only: bool = Field(description="the viewer opens watching; it has a control toggle")
+    display: str = Field(description="the X display in the cell, e.g. :99")
+    width: int
+    height: int
+    expires_at: datetime = Field(description="when the token in the URLs stops working")
+
+
 class BrowserToken(BaseModel):
     """A short-lived token for a browser, which cannot send the API key on a WebSocket: add it
     to the WebSocket's URL as ``?token=``."""

@@ -161,7 +161,7 @@ def test_a_reload_reattaches_to_the_same_shell(live: Live, alice: httpx.Client) 
 def test_tokens_other_users_and_bad_input(
     live: Live, alice: httpx.Client, bob: httpx.Client
 ) -> None:
-    made = alice.post("/v1/cell/terminals/token").json()
+    made = alice.post("/v1/cell/terminal-tokens").json()
     assert made["url"] == f"/v1/cell/terminal?token={made['token']}"
     with open_terminal(live, None, f"?token={made['token']}") as ws:  # a browser: no header
         session = ready(ws)["session"]
@@ -173,7 +173,7 @@ def test_tokens_other_users_and_bad_input(
         assert theirs.value.response.status_code == 404
         assert bob.get("/v1/cell/terminals").json() == []
         assert_error(bob.delete(f"/v1/cell/terminals/{session}"), 404, "not_found")
-        bobs = bob.post("/v1/cell/terminals/token").json()["token"]
+        bobs = bob.post("/v1/cell/terminal-tokens").json()["token"]
         with pytest.raises(InvalidStatus) as by_token:
             open_terminal(live, None, f"?token={bobs}&session={session}")
         assert by_token.value.response.status_code == 404

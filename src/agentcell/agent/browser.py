@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic_ai import ModelRetry, RunContext, ToolFailed
 
 from agentcell.agent.tools import OUTPUT_BYTES, AgentDeps, describe, fixable, trim
+from agentcell.executor.desktop import X_SOCKET
+from agentcell.executor.protocol import DESKTOP_DISPLAY, DESKTOP_SIZE
 
 MARK = "\x1eagentcell:"  # starts the line that carries a script's JSON answer
 # What Chromium says when the egress proxy refuses a connection (or there is none).
@@ -80,32 +82,43 @@ except Exception as e:
 """
 
 # Defined in the browser context on every call (cheap); the browser and page live in its globals.
-BROWSER_SETUP = r"""
+BROWSER_SETUP = (
+    r"""
 import importlib.util as _ac_util, json as _ac_json, os as _ac_os
 
-def _ac_page():
+def _ac_page(navigating=False):
+    # On the live desktop's display when it is open (the user watches), else headless; a
+    # browser that is not where it should be is started again before a navigation.
     g = globals()
-    page = g.get("_ac_page_obj")
-    if page is not None and not page.is_closed():
-        return page
+    headful = _ac_os.path.exists("@X_SOCKET@")
     browser = g.get("_ac_browser")
+    if navigating and browser is not None and g.get("_ac_headful") != headful:
+        browser.close()
+        browser = None
+    page = g.get("_ac_page_obj")
+    if browser is not None and page is not None and not page.is_closed():
+        return page
     if browser is None or not browser.is_connected():
         from playwright.sync_api import sync_playwright
         g["_ac_pw"] = g.get("_ac_pw") or sync_playwright().start()
         proxy = _ac_os.environ.get("HTTPS_PROXY")  # the cell's egress forwarder
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
         browser = g["_ac_browser"] = g["_ac_pw"].chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage"],
+            headless=not headful,
+            args=flags + (["--window-position=0,0", "--window-size=@SIZE@"] if headful else []),
+            env={**_ac_os.environ, "DISPLAY": "@DISPLAY@"} if headful else None,
             proxy={"server": proxy, "bypass": "localhost,127.0.0.1"} if proxy else None,
         )
-    page = g["_ac_page_obj"] = browser.new_page()
+        g["_ac_headful"] = headful
+    page = g["_ac_page_obj"] = browser.new_page(no_viewport=headful)
     return page
 
 def _ac_where(page, **more):
     return {"url": page.url, "title": page.title(), **more}
 
 def _ac_open(url):
-    page = _ac_page()
+    page = _ac_page(navigating=True)
     response = page.goto(url, wait_until="load", timeout=30000)
     return _ac_where(page, status=response.status if response else None)
 
@@ -141,7 +154,10 @@ def _ac_call(name, *args):
         except Exception as exc:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     print("\x1eagentcell:" + _ac_json.dumps(result))
-"""
+""".replace("@X_SOCKET@", X_SOCKET)
+    .replace("@DISPLAY@", f":{DESKTOP_DISPLAY}")
+    .replace("@SIZE@", f"{DESKTOP_SIZE[0]},{DESKTOP_SIZE[1]}")
+)
 
 
 def no_network(url: str, why: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentcell import __version__
@@ -19,6 +20,7 @@ from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import (
     audit,
     cell,
+    desktop,
     files,
     jobs,
     network,
@@ -165,6 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
         cell,
         ports,
         terminals,
+        desktop,
         network,
         secrets,
         files,
@@ -176,6 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    novnc = StaticFiles(directory=settings.web_dir / desktop.NOVNC, check_dir=False)
+    app.mount(desktop.PREFIX + "novnc", novnc, name="novnc")  # the desktop viewer's RFB client
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
     app.add_middleware(

@@ -26,6 +26,7 @@ from agentcell.cli.admin import add_cells, add_whoami
 from agentcell.cli.audit import add_audit
 from agentcell.cli.cell import add_cell
 from agentcell.cli.chat import add_chat
+from agentcell.cli.desktop import add_desktop
 from agentcell.cli.exec import add_exec
 from agentcell.cli.files import add_files
 from agentcell.cli.images import add_image
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_processes(groups)
     add_ports(groups)
     add_terminal(groups)
+    add_desktop(groups)
     add_chat(groups)
     add_files(groups)
     add_jobs(groups)

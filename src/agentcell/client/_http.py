@@ -23,6 +23,7 @@ from agentcell.schemas import (
     AdminCell,
     AdminNetwork,
     AuditPage,
+    CellDesktop,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -278,6 +279,7 @@ class Api:
         return Call("POST", "/v1/cell/port-tokens", _model(PortToken), json={"port": port})
 
     terminals = Call("GET", "/v1/cell/terminals", _terminals)
+    desktop = Call("GET", "/v1/cell/desktop", _model(CellDesktop), long=True)
 
     @staticmethod
     def terminal_close(terminal_id: str) -> Call[TerminalSession]:

@@ -41,6 +41,7 @@ from agentcell.schemas import (
     AdminCell,
     AdminNetwork,
     AuditPage,
+    CellDesktop,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -162,6 +163,11 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         """A short-lived token for a browser to open ``port``: its ``url`` (a path of this
         server) trades it for a cookie of that port's."""
         return await self._send(Api.port_token(port))
+
+    async def desktop(self) -> CellDesktop:
+        """Start your cell's live desktop (full image) unless it runs: ``url`` (a path of this
+        server, with a short-lived token) watches it in a browser."""
+        return await self._send(Api.desktop)
 
     async def terminals(self) -> list[TerminalSession]:
         """Your cell's terminals (``agentcell shell``'s, the web page's)."""

@@ -42,6 +42,7 @@ from agentcell.schemas import (
     AdminCell,
     AdminNetwork,
     AuditPage,
+    CellDesktop,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -158,6 +159,11 @@ class Client(BaseClient[httpx.Client]):
         """A short-lived token for a browser to open ``port``: its ``url`` (a path of this
         server) trades it for a cookie of that port's."""
         return self._send(Api.port_token(port))
+
+    def desktop(self) -> CellDesktop:
+        """Start your cell's live desktop (full image) unless it runs: ``url`` (a path of this
+        server, with a short-lived token) watches it in a browser."""
+        return self._send(Api.desktop)
 
     def terminals(self) -> list[TerminalSession]:
         """Your cell's terminals (``agentcell shell``'s, the web page's)."""

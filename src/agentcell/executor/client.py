@@ -424,6 +424,10 @@ class ExecutorClient:
         """End the terminal (if its shell still runs) and forget it: its last info."""
         return await self._call(p.TerminalClose(terminal), p.TerminalInfo)
 
+    async def start_desktop(self) -> p.DesktopInfo:
+        """Start the live desktop unless it runs: its display and VNC port."""
+        return await self._call(p.DesktopStart(), p.DesktopInfo)
+
     async def _call(self, req: p.Message, kind: type[M]) -> M:
         conn = await self._open(req)
         try:

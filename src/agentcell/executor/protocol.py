@@ -39,6 +39,10 @@ TERMINALS_MAX = 16  # terminals open at once in a cell (terminals.py)
 TERMINAL_GRACE_S = 60.0  # a terminal nobody is attached to lives this long (a page reload)
 TERMINAL_SCROLLBACK = 64 * 1024  # bytes of recent output a new attachment is given first
 TERMINAL_ID_MAX = 64
+DESKTOP_DISPLAY = 99  # the live desktop's X display, :99 (desktop.py)
+DESKTOP_VNC_PORT = 5900  # its VNC server, on the cell's 127.0.0.1
+DESKTOP_SIZE = (1280, 800)
+DESKTOP_START_S = 20.0  # Xvfb and x11vnc are up by then, or the start failed
 # The longest line each side reads. Every frame, page and event fits well inside; the host, which
 # reads an untrusted cell, allows less. An exec's code must fit in a request line.
 REQUEST_LINE_LIMIT = 8 * 1024 * 1024  # host -> cell: what the server reads
@@ -317,6 +321,14 @@ class TerminalClose(Message):
     terminal: str
 
 
+@dataclass
+class DesktopStart(Message):
+    """Start the live desktop (an X display and a VNC server on it) unless it runs; answered
+    by ``DesktopInfo`` once its VNC port listens."""
+
+    kind: ClassVar[str] = "desktop_start"
+
+
 # --- data frames (both directions) ---------------------------------------------------------
 
 
@@ -462,6 +474,15 @@ class TerminalInfos(Message):
 
 
 @dataclass
+class DesktopInfo(Message):
+    kind: ClassVar[str] = "desktop_info"
+    display: str  # for DISPLAY, e.g. ":99"
+    vnc_port: int
+    width: int
+    height: int
+
+
+@dataclass
 class Beat(Message):
     """Still there, nothing new: a waiter's or a follower's sign of life."""
 
@@ -513,6 +534,7 @@ MESSAGES: dict[str, type[Message]] = {
         TerminalResize,
         ListTerminals,
         TerminalClose,
+        DesktopStart,
         Chunk,
         End,
         Pong,
@@ -526,6 +548,7 @@ MESSAGES: dict[str, type[Message]] = {
         PortList,
         TerminalInfo,
         TerminalInfos,
+        DesktopInfo,
         Beat,
         Ok,
         Error,

@@ -10,7 +10,8 @@ unless the exec asked to keep it (``background``): kept processes are listed and
 request. Output goes through pipes.py, file operations through files.py, jobs (code run
 detached from any connection, with a log in the cell) through jobs.py, the egress forwarder (the
 cell's loopback relayed to the host) through egress.py, the host's connections to the cell's
-ports through ports.py, interactive shells on pseudo-terminals through terminals.py.
+ports through ports.py, interactive shells on pseudo-terminals through terminals.py, the live
+desktop (X and VNC) through desktop.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from . import protocol as p
 from .cellenv import read, thread_env
 from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
+from .desktop import Desktop
 from .egress import Egress, egress_env
 from .files import Files, inside
 from .holder import fork_holder, read_status
@@ -115,6 +117,7 @@ class Executor:
         self.handlers.update(Ports().handlers())
         self.terminals = Terminals(self)
         self.handlers.update(self.terminals.handlers())
+        self.handlers.update(Desktop(self).handlers())
 
     def listen(self, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from agentcell.executor.client import ExecResult
     from agentcell.executor.duplex import Duplex
     from agentcell.executor.protocol import (
+        DesktopInfo,
         Entries,
         Entry,
         Exec,
@@ -122,6 +123,7 @@ class ExecutorChannel(Protocol):
     async def resize_terminal(self, terminal: str, cols: int, rows: int) -> None: ...
     async def terminals(self) -> builtins.list[TerminalInfo]: ...
     async def close_terminal(self, terminal: str) -> TerminalInfo: ...
+    async def start_desktop(self) -> DesktopInfo: ...
 
 
 class Backend(Protocol):

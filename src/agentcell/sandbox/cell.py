@@ -22,6 +22,7 @@ from agentcell.errors import (
 from agentcell.executor.client import ExecResult
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
+    DesktopInfo,
     Entries,
     Entry,
     Exec,
@@ -331,6 +332,10 @@ class Cell:
     async def close_terminal(self, terminal: str) -> TerminalInfo:
         async with self.using() as client:
             return await client.close_terminal(terminal)
+
+    async def start_desktop(self) -> DesktopInfo:
+        async with self.using() as client:
+            return await client.start_desktop()
 
 
 def network_failed(stderr: str) -> bool:

@@ -12,6 +12,7 @@ from agentcell.errors import AgentcellError
 from agentcell.executor.client import ExecResult
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
+    DesktopInfo,
     Entries,
     Entry,
     Exit,
@@ -227,6 +228,9 @@ class LocalCells(CellService):
 
     async def close_terminal(self, owner: str, terminal: str) -> TerminalInfo:
         return await (await self.manager.ensure(owner)).close_terminal(terminal)
+
+    async def start_desktop(self, owner: str) -> DesktopInfo:
+        return await (await self.manager.ensure(owner)).start_desktop()
 
     # --- files -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from agentcell.config import CellLimits
 from agentcell.executor.client import ExecResult
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import (
+    DesktopInfo,
     Entries,
     Entry,
     Exit,
@@ -272,6 +273,11 @@ class CellService(Protocol):
 
     async def close_terminal(self, owner: str, terminal: str) -> TerminalInfo:
         """End a terminal and forget it; its last info holds the exit code."""
+        ...
+
+    async def start_desktop(self, owner: str) -> DesktopInfo:
+        """Start the live desktop in the owner's cell unless it runs (the full image has one;
+        ``InvalidRequest`` otherwise): its display and VNC port, reached with ``connect``."""
         ...
 
     # --- files -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from agentcell.jobs.scheduler import Scheduler
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.cells import Cells
+from agentcell.services.desktop import Desktop
 from agentcell.services.exec import ExecObserver, Execs
 from agentcell.services.files import Files
 from agentcell.services.joblogs import JobLogs
@@ -60,6 +61,7 @@ class Services:
         tokens = BrowserTokens(gateway.box.derive(b"port tokens"))
         self.ports = Ports(cells, store, settings, self.audit, tokens)
         self.terminals = Terminals(cells, store, settings, self.audit, tokens)
+        self.desktop = Desktop(cells, store, settings, self.audit, tokens)
         self.files = Files(self.cells, settings, self.audit)
         self.turns = Turns(store, cells, settings, self.audit, model_factory)
         self.sessions = Sessions(store, self.turns, self.audit)

@@ -40,6 +40,7 @@ Action = Literal[
     "terminal.open",
     "terminal.close",
     "terminal.token",
+    "desktop.open",
 ]
 
 

@@ -53,7 +53,7 @@ async def list_terminals(user: CurrentUser, services: ServicesDep) -> list[Termi
     return [session_of(t) for t in await services.terminals.list(user.id)]
 
 
-@router.post("/terminals/token")
+@router.post("/terminal-tokens")
 async def terminal_token(user: CurrentUser, services: ServicesDep) -> BrowserToken:
     """A short-lived token for a browser's WebSocket to ``/v1/cell/terminal``."""
     token = await services.terminals.token(user.id)
@@ -94,7 +94,7 @@ async def terminal(websocket: WebSocket) -> None:
             websocket,
             (("terminal token", websocket.query_params.get(TOKEN_PARAM)),),
             services.terminals.holder,
-            "POST /v1/cell/terminals/token",
+            "POST /v1/cell/terminal-tokens",
         )
         cols, rows = size_of(websocket)
         session = websocket.query_params.get("session", "")
