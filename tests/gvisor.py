@@ -57,6 +57,15 @@ IO_URING_IN_THE_SENTRY = (
     "runsc: io_uring is the Sentry's own, not the host kernel's, and the cell's seccomp profile "
     "that denies it is not loaded inside the sandbox"
 )
+NO_SIGNALS_FROM_KEYS = (
+    "runsc: in a terminal, Ctrl-C is a plain character (echoed as \\x03, no SIGINT reaches the "
+    "foreground job), although the terminal is set up as stty sane has it"
+)
+TERMINALS_KILL_THE_SANDBOX = (
+    "runsc (ptrace platform): 16 terminals at once (a holder and an interactive bash each) took "
+    "the cell down (seen once; likely the pids limit, which counts gVisor's threads, as with "
+    "fork bombs); not run"
+)
 SOCKET_STAYS = (
     "runsc: the cell cannot unlink its control socket (a host socket under --host-uds: EPERM), "
     "so no link can be planted in its place"

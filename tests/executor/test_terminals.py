@@ -16,6 +16,7 @@ from agentcell.executor.client import ExecutorClient
 from agentcell.executor.duplex import SocketDuplex
 from agentcell.executor.protocol import TERMINAL_SCROLLBACK, TERMINALS_MAX
 from tests.executor.conftest import HostExecutor
+from tests.gvisor import NO_SIGNALS_FROM_KEYS, TERMINALS_KILL_THE_SANDBOX
 
 pytestmark = pytest.mark.asyncio
 READ_TIMEOUT_S = 20.0
@@ -42,7 +43,7 @@ async def read_to_end(duplex: SocketDuplex) -> bytes:
     return seen
 
 
-async def test_a_shell_on_a_tty_resizes_and_is_interrupted(executor: ExecutorClient) -> None:
+async def test_a_shell_on_a_tty_resizes_and_exits(executor: ExecutorClient) -> None:
     info, term = await executor.attach_terminal(cols=80, rows=24)
     try:
         assert (info.cols, info.rows, info.exit_code) == (80, 24, None)
@@ -54,12 +55,6 @@ async def test_a_shell_on_a_tty_resizes_and_is_interrupted(executor: ExecutorCli
         await executor.resize_terminal(info.terminal, 120, 40)
         await term.send(b"stty size; echo resized-$((2+2))\n")
         assert re.search(rb"40 120\r?\n", await read_until(term, r"resized-4")), "no resize"
-        await term.send(b"sleep 60; echo not-interrupted-$((3+3))\n")
-        await asyncio.sleep(0.5)
-        await term.send(b"\x03")  # Ctrl-C: SIGINT to the foreground job only
-        await term.send(b"echo alive-$((4+4))\n")
-        after = await read_until(term, r"alive-8")
-        assert b"not-interrupted-6" not in after
         await term.send(b"echo $TERM $HOME; exit 3\n")
         rest = await read_to_end(term)  # the stream ends when the shell does
         assert b"xterm-256color /tmp" in rest
@@ -68,6 +63,22 @@ async def test_a_shell_on_a_tty_resizes_and_is_interrupted(executor: ExecutorCli
     closed = await executor.close_terminal(info.terminal)
     assert closed.exit_code == 3
     assert info.terminal not in [t.terminal for t in await executor.terminals()]
+
+
+@pytest.mark.gvisor_xfail(reason=NO_SIGNALS_FROM_KEYS, raises=TimeoutError)
+async def test_ctrl_c_interrupts_the_foreground_job(executor: ExecutorClient) -> None:
+    info, term = await executor.attach_terminal()
+    try:
+        await term.send(b"sleep 60; echo not-interrupted-$((3+3))\n")
+        await asyncio.sleep(0.5)
+        await term.send(b"\x03")  # Ctrl-C: SIGINT to the foreground job only
+        await term.send(b"echo alive-$((4+4))\n")
+        after = await read_until(term, r"alive-8")
+        assert b"not-interrupted-6" not in after
+        assert b"^C" in after  # echoed as a control character
+    finally:
+        await term.close()
+        await executor.close_terminal(info.terminal)
 
 
 async def test_a_terminal_outlives_its_attachment(executor: ExecutorClient) -> None:
@@ -96,6 +107,7 @@ async def test_a_terminal_outlives_its_attachment(executor: ExecutorClient) -> N
         await executor.close_terminal("nope")
 
 
+@pytest.mark.gvisor_xfail(reason=TERMINALS_KILL_THE_SANDBOX, run=False)
 async def test_bad_sizes_and_too_many_terminals(executor: ExecutorClient) -> None:
     for cols, rows in ((0, 24), (80, 100_000), (True, 24)):
         with pytest.raises(InvalidRequest, match="columns and rows"):

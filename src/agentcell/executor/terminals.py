@@ -52,6 +52,17 @@ READ_BYTES = 64 * 1024
 OUT_HIGH = 256 * 1024  # output waiting for the attachment before the terminal is read no more
 SIZE_MAX = 1000  # columns or rows
 PROMPT = r"\w \$ "
+IUTF8 = getattr(termios, "IUTF8", 0o40000)  # Linux's value; Python's termios has it from 3.13
+CONTROL_KEYS = {  # as stty sane has them
+    termios.VINTR: b"\x03",  # Ctrl-C
+    termios.VQUIT: b"\x1c",  # Ctrl-\
+    termios.VERASE: b"\x7f",
+    termios.VKILL: b"\x15",  # Ctrl-U
+    termios.VEOF: b"\x04",  # Ctrl-D
+    termios.VSUSP: b"\x1a",  # Ctrl-Z
+    termios.VWERASE: b"\x17",  # Ctrl-W
+    termios.VLNEXT: b"\x16",  # Ctrl-V
+}
 
 
 class Terminals:
@@ -89,6 +100,7 @@ class Terminals:
         leader, follower = os.openpty()
         try:
             set_size(leader, cols, rows)
+            sane(follower)
             # No rc files: the image's would set a prompt naming a user the cell's uid is not.
             argv = [self.executor.shell, "--norc", "-i"]
             holder, status_r = await self.executor.fork(
@@ -135,6 +147,20 @@ def check_size(cols: object, rows: object) -> tuple[int, int]:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= SIZE_MAX:
             raise Fail("invalid_request", f"a terminal's size is 1 to {SIZE_MAX} columns and rows")
     return cols, rows  # type: ignore[return-value]
+
+
+def sane(fd: int) -> None:
+    """The modes of a login's terminal (``stty sane``), whatever the kernel's defaults are
+    (gVisor's have no signals from keys: Ctrl-C would be a plain character)."""
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
+    iflag |= termios.ICRNL | termios.IXON | IUTF8
+    oflag |= termios.OPOST | termios.ONLCR
+    lflag |= (termios.ISIG | termios.ICANON | termios.IEXTEN | termios.ECHO | termios.ECHOE) | (
+        termios.ECHOK | termios.ECHOCTL | termios.ECHOKE
+    )
+    for index, key in CONTROL_KEYS.items():
+        cc[index] = key
+    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
