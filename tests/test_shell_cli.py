@@ -154,3 +154,14 @@ def test_ports_ls_and_url(
     code, _, err = run(capsys, "ports", "url", "0")
     assert code == 1
     assert "error" in err
+
+
+@pytest.mark.usefixtures("api_key")
+def test_desktop_and_jupyter_say_they_need_the_full_image(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in ("desktop", "jupyter"):
+        code, _, err = run(capsys, command)
+        assert code == 1
+        assert "full image" in err
+        assert "agentcell image build --profile full" in err

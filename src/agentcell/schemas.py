@@ -131,6 +131,15 @@ class CellDesktop(BaseModel):
     expires_at: datetime = Field(description="when the token in the URLs stops working")
 
 
+class CellJupyter(BaseModel):
+    """JupyterLab in the caller's cell, through the port relay: ``url`` with your API key, or
+    ``browser_url`` in a browser (a short-lived port token in it, traded for a cookie)."""
+
+    url: str
+    browser_url: str
+    expires_at: datetime = Field(description="when the token in browser_url stops working")
+
+
 class BrowserToken(BaseModel):
     """A short-lived token for a browser, which cannot send the API key on a WebSocket: add it
     to the WebSocket's URL as ``?token=``."""

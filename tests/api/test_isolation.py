@@ -98,8 +98,9 @@ MATRIX: tuple[Row, ...] = (
     Row("HEAD", "/v1/cell/ports/{port}/{path}", (200, 502, A, A, U)),
     # The owner's server (python3 -m http.server) implements only GET and HEAD.
     *(Row(m, "/v1/cell/ports/{port}/{path}", (501, 502, A, A, U)) for m in OTHER_METHODS),
-    # The desktop is in the full image; these cells run the minimal one (400, with a hint).
+    # The desktop and JupyterLab are in the full image; these cells run the minimal one (400).
     Row("GET", "/v1/cell/desktop", (400, 400, A, A, U)),
+    Row("POST", "/v1/cell/jupyter", (400, 400, A, A, U)),
     # Terminals: the owner's, detached, is not found from the other user's cell.
     Row("GET", "/v1/cell/terminals", (200, 200, A, A, U)),
     Row("POST", "/v1/cell/terminal-tokens", (200, 200, A, A, U)),

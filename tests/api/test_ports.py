@@ -107,6 +107,8 @@ def test_the_server_in_the_cell_gets_no_credentials_of_ours(alice: httpx.Client)
     assert headers["cookie"] == "theirs=kept"
     assert headers["x-forwarded-prefix"] == f"/v1/cell/ports/{PORT}"
     assert alice.headers["Authorization"].split()[1] not in json.dumps(seen)
+    theirs = alice.get(f"/v1/cell/ports/{PORT}/headers?token=the-apps-own&x=%20").json()
+    assert theirs["target"] == "/headers?token=the-apps-own&x=%20"  # passed on as sent
     absolute = alice.get(f"/v1/cell/ports/absolute/{PORT}/headers").json()
     assert absolute["target"] == f"/v1/cell/ports/absolute/{PORT}/headers"
 

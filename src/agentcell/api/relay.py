@@ -30,6 +30,7 @@ from websockets.uri import parse_uri
 from agentcell.api.browser import TOKEN_PARAM
 from agentcell.errors import AgentcellError
 from agentcell.executor.duplex import Duplex
+from agentcell.services.tokens import PREFIX as TOKEN_PREFIX
 
 PREFIX = "/v1/cell/ports/"
 OUR_COOKIES = "agentcell"  # the prefix of every cookie of ours
@@ -76,10 +77,17 @@ class RelayFailed(AgentcellError):
 
 
 def target_of(path: str, query: str) -> str:
-    """The request target the server in the cell gets: the path, and the query without our
-    token."""
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != TOKEN_PARAM]
-    return path + ("?" + urlencode(kept) if kept else "")
+    """The request target the server in the cell gets: the path, and the query as sent but for
+    our token (an app's own ``token`` parameter, JupyterLab's say, is passed on)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if not ours(k, v)]
+    if len(kept) < len(pairs):
+        query = urlencode(kept)
+    return path + ("?" + query if query else "")
+
+
+def ours(name: str, value: str) -> bool:
+    return name == TOKEN_PARAM and value.startswith(TOKEN_PREFIX)
 
 
 def without_our_cookies(value: bytes) -> bytes:

@@ -24,6 +24,7 @@ from agentcell.schemas import (
     AdminNetwork,
     AuditPage,
     CellDesktop,
+    CellJupyter,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -280,6 +281,7 @@ class Api:
 
     terminals = Call("GET", "/v1/cell/terminals", _terminals)
     desktop = Call("GET", "/v1/cell/desktop", _model(CellDesktop), long=True)
+    jupyter = Call("POST", "/v1/cell/jupyter", _model(CellJupyter), long=True)
 
     @staticmethod
     def terminal_close(terminal_id: str) -> Call[TerminalSession]:

@@ -42,6 +42,7 @@ from agentcell.schemas import (
     AdminNetwork,
     AuditPage,
     CellDesktop,
+    CellJupyter,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -168,6 +169,11 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         """Start your cell's live desktop (full image) unless it runs: ``url`` (a path of this
         server, with a short-lived token) watches it in a browser."""
         return await self._send(Api.desktop)
+
+    async def jupyter(self) -> CellJupyter:
+        """Start JupyterLab in your cell (full image) unless it runs: ``browser_url`` (a path
+        of this server, with a short-lived token) opens it in a browser."""
+        return await self._send(Api.jupyter)
 
     async def terminals(self) -> list[TerminalSession]:
         """Your cell's terminals (``agentcell shell``'s, the web page's)."""

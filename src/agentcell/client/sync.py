@@ -43,6 +43,7 @@ from agentcell.schemas import (
     AdminNetwork,
     AuditPage,
     CellDesktop,
+    CellJupyter,
     CellNetwork,
     CellPort,
     CellProcess,
@@ -164,6 +165,11 @@ class Client(BaseClient[httpx.Client]):
         """Start your cell's live desktop (full image) unless it runs: ``url`` (a path of this
         server, with a short-lived token) watches it in a browser."""
         return self._send(Api.desktop)
+
+    def jupyter(self) -> CellJupyter:
+        """Start JupyterLab in your cell (full image) unless it runs: ``browser_url`` (a path
+        of this server, with a short-lived token) opens it in a browser."""
+        return self._send(Api.jupyter)
 
     def terminals(self) -> list[TerminalSession]:
         """Your cell's terminals (``agentcell shell``'s, the web page's)."""

@@ -22,6 +22,7 @@ from agentcell.services.exec import ExecObserver, Execs
 from agentcell.services.files import Files
 from agentcell.services.joblogs import JobLogs
 from agentcell.services.jobs import JobObserver, Jobs
+from agentcell.services.jupyter import Jupyter
 from agentcell.services.limits import Limits
 from agentcell.services.network import Network
 from agentcell.services.ports import Ports
@@ -62,6 +63,7 @@ class Services:
         self.ports = Ports(cells, store, settings, self.audit, tokens)
         self.terminals = Terminals(cells, store, settings, self.audit, tokens)
         self.desktop = Desktop(cells, store, settings, self.audit, tokens)
+        self.jupyter = Jupyter(cells, self.audit)
         self.files = Files(self.cells, settings, self.audit)
         self.turns = Turns(store, cells, settings, self.audit, model_factory)
         self.sessions = Sessions(store, self.turns, self.audit)

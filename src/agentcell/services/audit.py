@@ -41,6 +41,7 @@ Action = Literal[
     "terminal.close",
     "terminal.token",
     "desktop.open",
+    "jupyter.start",
 ]
 
 

@@ -26,8 +26,9 @@ from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
 from agentcell.api.errors import error_response
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.errors import AgentcellError, InvalidRequest
-from agentcell.schemas import CellPort, PortToken, PortTokenRequest
+from agentcell.schemas import CellJupyter, CellPort, PortToken, PortTokenRequest
 from agentcell.services import Services
+from agentcell.services.jupyter import PORT as JUPYTER_PORT
 from agentcell.store.models import User
 
 router = APIRouter(prefix="/v1/cell", tags=["ports"])
@@ -69,12 +70,25 @@ async def port_token(body: PortTokenRequest, user: CurrentUser, services: Servic
     )
 
 
+@router.post("/jupyter")
+async def jupyter(user: CurrentUser, services: ServicesDep) -> CellJupyter:
+    """Start JupyterLab in your cell (full image) unless it runs; it is served through the
+    relay, under ``/v1/cell/ports/absolute/8888/``."""
+    base = await services.jupyter.start(user.id)
+    token = await services.ports.token(user.id, JUPYTER_PORT)
+    return CellJupyter(
+        url=f"{base}lab",
+        browser_url=f"{base}lab?{TOKEN_PARAM}={token.token}",
+        expires_at=datetime.fromtimestamp(token.expires_at, UTC),
+    )
+
+
 async def relay_user(conn: HTTPConnection, port: int, services: Services) -> tuple[User, bool]:
     """Who calls, by API key, port token or port cookie; and whether by a token in the URL."""
     user, how = await browser_user(
         conn,
         (
-            ("port token", conn.query_params.get(TOKEN_PARAM)),
+            ("port token", our_token(conn)),
             ("port cookie", conn.cookies.get(COOKIE.format(port=port))),
         ),
         lambda token: services.ports.holder(token, port),
@@ -83,10 +97,17 @@ async def relay_user(conn: HTTPConnection, port: int, services: Services) -> tup
     return user, how == "port token"
 
 
+def our_token(conn: HTTPConnection) -> str | None:
+    """A port token in the query; another ``token`` parameter is the app's own."""
+    token = conn.query_params.get(TOKEN_PARAM)
+    return token if token is not None and relay.ours(TOKEN_PARAM, token) else None
+
+
 def traded_for_cookie(request: Request, port: int, services: Services) -> Response:
     """The same URL without its token, and the port's cookie, so that the page's own links
     (relative, with no token) and later requests are authenticated."""
-    owner = services.ports.tokens.owner_of(request.query_params[TOKEN_PARAM], port)
+    token = our_token(request)
+    owner = None if token is None else services.ports.tokens.owner_of(token, port)
     assert owner is not None  # relay_user checked it
     cookie = services.ports.cookie(owner, port)
     location = relay.target_of(request.url.path, request.url.query)
