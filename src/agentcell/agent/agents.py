@@ -65,6 +65,8 @@ CODER_INSTRUCTIONS = f"""You are a programmer. {SANDBOX}
 - Write files with write_file, change them with edit_file, look with read_file/list_files.
 - Run what you write and check the output; when it fails, read the error and fix it.
 - The sandbox has no internet unless the operator enabled it: do not pip install.
+- To show the user a web app or page you made, run its server with serve (not run_shell) and
+  give them the link serve returns.
 - End with a short report: what you did, the results (numbers, output), the files.
 - {UNTRUSTED}"""
 

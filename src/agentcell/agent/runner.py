@@ -30,7 +30,7 @@ from agentcell.agent.events import AgentEvent, Done, Failed, Usage
 from agentcell.agent.failures import failed
 from agentcell.agent.memory import load_memory
 from agentcell.agent.models import build_model
-from agentcell.agent.tools import AgentDeps
+from agentcell.agent.tools import AgentDeps, Servers
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
 from agentcell.sandbox.audit import started_by
@@ -65,8 +65,10 @@ class Turn:
         model: Model | None = None,
         on_event: EventHook | None = None,
         on_end: EndHook | None = None,
+        servers: Servers | None = None,
     ) -> None:
         self.settings, self.cell, self.session_id, self.prompt = settings, cell, session_id, prompt
+        self._servers = servers
         self._history, self._model = history, model
         self._on_event, self._on_end = on_event, on_end
         self._queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
@@ -162,6 +164,7 @@ class Turn:
         self._deps = deps = AgentDeps(
             self.cell, self.settings, self.session_id, self._emit, model, limits
         )
+        deps.servers = self._servers
         try:
             async with self.cell.using():  # busy all turn long: not paused while the model thinks
                 deps.memory = await load_memory(self.cell, self.settings.agent_memory_max_bytes)

@@ -8,9 +8,12 @@ as ``ModelRetry`` with the details; a dead cell (``CellDied``) ends the turn as 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.models import Model
@@ -30,9 +33,21 @@ from agentcell.executor.client import ExecResult
 from agentcell.sandbox.service import CellHandle
 
 EventSink = Callable[[AgentEvent], None]
+
+
+class Servers(Protocol):
+    """Long-running servers of the user's, run as their jobs (the jobs service's, bound to the
+    turn's owner): ``start`` gives the job's id; ``ended`` its state once it is no longer
+    queued or running, else None."""
+
+    async def start(self, command: str, name: str) -> str: ...
+    async def ended(self, job_id: str) -> str | None: ...
+
+
 OUTPUT_BYTES = 1024 * 1024  # asked of the cell per exec; the model gets a trimmed part of it
 READ_BYTES = 8 * 1024 * 1024
 MAX_ENTRIES = 500
+SERVER_START_S = 30.0  # a server that does not listen by then is reported to the model
 FIXABLE = (
     PathNotFound,
     InvalidPath,
@@ -55,6 +70,7 @@ class AgentDeps:
     limits: UsageLimits
     agent: AgentName = "coordinator"
     memory: str = ""  # the coordinator's notes for this turn, as its instructions show them
+    servers: Servers | None = None  # where the coder starts servers (chat turns have it)
     python_context: str = field(init=False)  # the session's own stateful python
     browser_context: str = field(init=False)  # where the session's browser lives
 
@@ -239,4 +255,42 @@ async def list_files(ctx: RunContext[AgentDeps], path: str = ".") -> str:
     return "\n".join(lines)
 
 
-CODER_TOOLS = (run_python, run_shell, read_file, write_file, edit_file, list_files)
+async def serve(ctx: RunContext[AgentDeps], command: str, port: int, path: str = "") -> str:
+    """Start a long-running server (a web app you wrote, a static site) as a background job of
+    the user's, wait until it listens, and get the link where the user sees it. Use this, not
+    run_shell, for anything the user should open in a browser.
+
+    Args:
+        command: the bash command that runs the server in the foreground (no `&`), from
+            /workspace, e.g. `cd site && python3 -m http.server 8080`.
+        port: the TCP port it listens on (on 127.0.0.1 or 0.0.0.0), 1024 to 65535.
+        path: the page to link to, e.g. "index.html".
+    """
+    deps = ctx.deps
+    if deps.servers is None:
+        return "servers cannot be started from here (a background job): use run_shell"
+    if not 1024 <= port <= 65535:
+        raise ModelRetry("give a port from 1024 to 65535, e.g. 8080")
+    job_id = await deps.servers.start(command, f"server on port {port}")
+    deadline = time.monotonic() + SERVER_START_S
+    while port not in [p.port for p in await deps.cell.ports()]:
+        if (state := await deps.servers.ended(job_id)) is not None:
+            raise ModelRetry(
+                f"the server's job {job_id} ended ({state}) before port {port} listened; "
+                f"its output: run_shell `tail -20 .agentcell/jobs/{job_id}/log`"
+            )
+        if time.monotonic() > deadline:
+            raise ModelRetry(
+                f"nothing listens on port {port} after {SERVER_START_S:g} s (the job {job_id} "
+                f"still runs: see `tail .agentcell/jobs/{job_id}/log`; is the port right?)"
+            )
+        await asyncio.sleep(0.2)
+    url = f"/v1/cell/ports/{port}/{path.lstrip('/')}"
+    return (
+        f"The server runs as job {job_id} and listens on port {port}. Give the user its link: "
+        f"{url} on the agentcell server (in a terminal: agentcell ports url {port} {path} "
+        f"--browser). They stop it with: agentcell jobs cancel {job_id}."
+    )
+
+
+CODER_TOOLS = (run_python, run_shell, read_file, write_file, edit_file, list_files, serve)

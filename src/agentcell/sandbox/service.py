@@ -351,6 +351,9 @@ class CellHandle:
     def files(self) -> CellFilesHandle:
         return CellFilesHandle(self.service, self.owner)
 
+    async def ports(self) -> list[Port]:
+        return await self.service.ports(self.owner)
+
     def using(self) -> AbstractAsyncContextManager[None]:
         return self.service.using(self.owner)
 

@@ -21,7 +21,7 @@ from agentcell.services.desktop import Desktop
 from agentcell.services.exec import ExecObserver, Execs
 from agentcell.services.files import Files
 from agentcell.services.joblogs import JobLogs
-from agentcell.services.jobs import JobObserver, Jobs
+from agentcell.services.jobs import JobObserver, Jobs, JobServers
 from agentcell.services.jupyter import Jupyter
 from agentcell.services.limits import Limits
 from agentcell.services.network import Network
@@ -65,7 +65,14 @@ class Services:
         self.desktop = Desktop(cells, store, settings, self.audit, tokens)
         self.jupyter = Jupyter(cells, self.audit)
         self.files = Files(self.cells, settings, self.audit)
-        self.turns = Turns(store, cells, settings, self.audit, model_factory)
+        self.turns = Turns(
+            store,
+            cells,
+            settings,
+            self.audit,
+            model_factory,
+            servers=lambda owner: JobServers(self.jobs, owner),
+        )
         self.sessions = Sessions(store, self.turns, self.audit)
         self._observe_jobs = observe_jobs
         dispatcher = Dispatcher(

@@ -287,3 +287,26 @@ def _ended(job: Job, verb: str) -> Conflict:
         f"job {job.id} has ended ({job.state}): it cannot be {verb}",
         hint="see its state and log; retry it to run it again",
     )
+
+
+class JobServers:
+    """The coder's long-running servers as jobs of the turn's owner (``agent.tools.Servers``):
+    listed, logged and cancelled like any job of theirs."""
+
+    def __init__(self, jobs: Jobs, owner: str) -> None:
+        self._jobs, self._owner = jobs, owner
+
+    async def start(self, command: str, name: str) -> str:
+        spec = JobSpec(
+            kind="exec",
+            language="shell",
+            code=command,
+            name=name,
+            timeout_s=self._jobs.settings.job_timeout_max_s,  # until the user cancels it
+        )
+        job = await self._jobs.submit(self._owner, spec)
+        return job.id
+
+    async def ended(self, job_id: str) -> str | None:
+        job, _ = await self._jobs.get(self._owner, job_id)
+        return None if job.state in ("queued", "running") else job.state

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from agentcell.agent.events import AgentEvent, Done, Failed, Text
 from agentcell.agent.models import build_model
 from agentcell.agent.runner import STOPPED, Turn
+from agentcell.agent.tools import Servers
 from agentcell.config import Settings
 from agentcell.errors import (
     AgentcellError,
@@ -84,6 +85,7 @@ class ChatTurn:
             model=model,
             on_event=self._show,
             on_end=self._end,
+            servers=self._turns.servers(self.owner) if self._turns.servers else None,
         )
         self._run.start()
 
@@ -156,9 +158,11 @@ class Turns:
         settings: Settings,
         audit: Audit,
         model_factory: ModelFactory | None = None,
+        servers: Callable[[str], Servers] | None = None,
     ) -> None:
         self.store, self.settings = store, settings
         self._cells, self._audit = cells, audit
+        self.servers = servers  # the coder's servers, as jobs of the turn's owner
         self._model_factory = model_factory or build_model
         self._running: dict[str, ChatTurn] = {}  # by session id
         self._keeper: asyncio.Task[None] | None = None
