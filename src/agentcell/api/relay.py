@@ -33,6 +33,7 @@ from agentcell.executor.duplex import Duplex
 from agentcell.services.tokens import PREFIX as TOKEN_PREFIX
 
 PREFIX = "/v1/cell/ports/"
+SMALL_BODY = 64 * 1024  # answers up to this long are read whole, then sent (no stream)
 OUR_COOKIES = "agentcell"  # the prefix of every cookie of ours
 READ_BYTES = 256 * 1024
 HEAD_MAX = 64 * 1024  # the response head of a server in the cell
@@ -156,6 +157,14 @@ class Upstream:
         with contextlib.suppress(h11.RemoteProtocolError, ConnectionError):
             while isinstance(event := await self.next_event(), h11.Data):
                 yield bytes(event.data)
+
+
+def small(response: h11.Response) -> bool:
+    """A body of a known length that is read whole before it is passed on."""
+    for name, value in response.headers:
+        if name == b"content-length":
+            return value.isdigit() and int(value) <= SMALL_BODY
+    return False
 
 
 def response_headers(response: h11.Response) -> Headers:

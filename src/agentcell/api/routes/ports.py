@@ -154,13 +154,19 @@ async def relay_http(
         else:
             await upstream.send(h11.EndOfMessage())
         head = await upstream.response()
+        if request.method != "HEAD" and relay.small(head):  # whole, without a stream's costs
+            async with stack:
+                body = b"".join([chunk async for chunk in upstream.body()])
+            response = Response(body, head.status_code)
+            response.raw_headers = relay.response_headers(head)
+            return response
     except BaseException:
         await stack.aclose()
         raise
-    response = TimedStreamingResponse(upstream.body(), send_timeout_s, None, on_close=stack.aclose)
-    response.status_code = head.status_code
-    response.raw_headers = relay.response_headers(head)
-    return response
+    streamed = TimedStreamingResponse(upstream.body(), send_timeout_s, None, on_close=stack.aclose)
+    streamed.status_code = head.status_code
+    streamed.raw_headers = relay.response_headers(head)
+    return streamed
 
 
 async def _cancel(task: asyncio.Future[None]) -> None:
