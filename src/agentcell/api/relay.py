@@ -12,7 +12,6 @@ user's API key), our cookies (``agentcell*``: port cookies, the web page's sessi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from urllib.parse import parse_qsl, urlencode
@@ -27,7 +26,7 @@ from websockets.http11 import Response as WsResponse
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from agentcell.api.browser import TOKEN_PARAM
+from agentcell.api.browser import TOKEN_PARAM, first_of
 from agentcell.errors import AgentcellError
 from agentcell.executor.duplex import Duplex
 from agentcell.services.tokens import PREFIX as TOKEN_PREFIX
@@ -260,13 +259,7 @@ async def relay_websocket(websocket: WebSocket, protocol: ClientProtocol, duplex
             await flush(protocol, duplex)  # pongs, close answers
         await websocket.close(CloseCode.GOING_AWAY)  # it hung up without a close frame
 
-    ways = [asyncio.ensure_future(to_cell()), asyncio.ensure_future(to_browser())]
-    try:
-        await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for way in ways:
-            way.cancel()
-        await asyncio.gather(*ways, return_exceptions=True)
+    await first_of(to_cell(), to_browser())
 
 
 async def send_message(websocket: WebSocket, opcode: Opcode, data: bytes) -> None:

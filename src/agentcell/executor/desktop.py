@@ -13,16 +13,16 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from . import protocol as p
 from .conn import Conn, Fail
 from .holder import fork_holder, read_status
 from .ports import PROC_NET, read_listeners
 from .procs import watch_exit
+from .terminals import Runner
 
 Handler = Callable[[Any, Conn], Awaitable[None]]
-T = TypeVar("T")
 DESKTOP_LOG = "/tmp/agentcell-desktop.log"
 X_SOCKET = f"/tmp/.X11-unix/X{p.DESKTOP_DISPLAY}"
 PROGRAMS = ("Xvfb", "x11vnc")
@@ -33,19 +33,6 @@ for _ in $(seq 200); do [ -S {X_SOCKET} ] && break; sleep 0.05; done
 exec x11vnc -display :{p.DESKTOP_DISPLAY} -rfbport {p.DESKTOP_VNC_PORT} -localhost -shared \\
   -forever -nopw -quiet -noxdamage
 """
-
-
-class Runner(Protocol):
-    """What the desktop uses of the executor server."""
-
-    root: str
-    shell: str
-    holders: set[int]
-    base_env: dict[str, str]
-
-    async def fork(self, start: Callable[[], T]) -> T: ...
-    def forget(self, holder: int) -> None: ...
-    def kill_shell(self, holder: int, *, session: bool = True) -> None: ...
 
 
 class Desktop:

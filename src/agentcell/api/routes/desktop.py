@@ -6,18 +6,16 @@ client, which this server serves from web/node_modules: no CDN); the WebSocket
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import FileResponse
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
-from agentcell.api.browser import TOKEN_PARAM, browser_user
+from agentcell.api.browser import TOKEN_PARAM, browser_user, first_of, refuse
 from agentcell.api.deps import CurrentUser, ServicesDep
-from agentcell.api.errors import error_response
 from agentcell.errors import AgentcellError, NotFound
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import DESKTOP_VNC_PORT
@@ -75,13 +73,7 @@ async def websockify(websocket: WebSocket) -> None:
             await websocket.accept(subprotocol="binary" if "binary" in wanted else None)
             await bridge(websocket, duplex)
     except AgentcellError as exc:
-        if websocket.application_state == WebSocketState.CONNECTING:
-            await websocket.send_denial_response(
-                error_response(exc.status_code, exc.code, exc.message, exc.hint)
-            )
-        elif websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(1011, exc.message[:120])
+        await refuse(websocket, exc)
 
 
 async def bridge(websocket: WebSocket, duplex: Duplex) -> None:
@@ -102,10 +94,4 @@ async def bridge(websocket: WebSocket, duplex: Duplex) -> None:
             if data:
                 await duplex.send(data)
 
-    ways = [asyncio.ensure_future(to_browser()), asyncio.ensure_future(to_cell())]
-    try:
-        await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for way in ways:
-            way.cancel()
-        await asyncio.gather(*ways, return_exceptions=True)
+    await first_of(to_browser(), to_cell())

@@ -21,9 +21,8 @@ from fastapi.responses import RedirectResponse
 from starlette.requests import HTTPConnection
 
 from agentcell.api import relay
-from agentcell.api.browser import TOKEN_PARAM, browser_user
+from agentcell.api.browser import TOKEN_PARAM, browser_user, refuse
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
-from agentcell.api.errors import error_response
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.errors import AgentcellError, InvalidRequest
 from agentcell.schemas import CellJupyter, CellPort, PortToken, PortTokenRequest
@@ -208,7 +207,6 @@ for _method in METHODS:  # a route each: one operation per method in the API's s
 
 async def websocket_relay(websocket: WebSocket, port_text: str, absolute: bool) -> None:
     services: Services = websocket.app.state.services
-    accepted = False
     try:
         port = parse_port(port_text)
         user, _ = await relay_user(websocket, port, services)
@@ -220,15 +218,9 @@ async def websocket_relay(websocket: WebSocket, port_text: str, absolute: bool) 
                 duplex, host, target, headers, websocket.scope.get("subprotocols", [])
             )
             await websocket.accept(subprotocol=relay.chosen_subprotocol(answer))
-            accepted = True
             await relay.relay_websocket(websocket, protocol, duplex)
     except AgentcellError as exc:
-        if accepted:
-            await websocket.close(1011, exc.message[:120])
-        else:
-            await websocket.send_denial_response(
-                error_response(exc.status_code, exc.code, exc.message, exc.hint)
-            )
+        await refuse(websocket, exc)
 
 
 @router.websocket("/ports/absolute/{port}/{path:path}")

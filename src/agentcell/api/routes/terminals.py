@@ -11,18 +11,16 @@ attachment took over is closed with code 4001.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
-from agentcell.api.browser import TOKEN_PARAM, browser_user
+from agentcell.api.browser import TOKEN_PARAM, browser_user, first_of, refuse
 from agentcell.api.deps import CurrentUser, ServicesDep
-from agentcell.api.errors import error_response
 from agentcell.errors import AgentcellError, InvalidRequest
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import TerminalInfo
@@ -106,28 +104,17 @@ async def terminal(websocket: WebSocket) -> None:
         if ended:
             await finish(websocket, user, info.terminal, services)
     except AgentcellError as exc:
-        if websocket.application_state == WebSocketState.CONNECTING:
-            await websocket.send_denial_response(
-                error_response(exc.status_code, exc.code, exc.message, exc.hint)
-            )
-        elif websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(1011, exc.message[:120])
+        await refuse(websocket, exc)
 
 
 async def relay_terminal(
     websocket: WebSocket, duplex: Duplex, user: User, terminal: str, services: Services
 ) -> bool:
     """Relay until the terminal's output ends (True) or the browser goes (False)."""
-    output = asyncio.ensure_future(send_output(websocket, duplex))
-    keys = asyncio.ensure_future(take_keys(websocket, duplex, user, terminal, services))
-    try:
-        done, _ = await asyncio.wait((output, keys), return_when=asyncio.FIRST_COMPLETED)
-        return output in done and output.result()
-    finally:
-        for task in (output, keys):
-            task.cancel()
-        await asyncio.gather(output, keys, return_exceptions=True)
+    done = await first_of(
+        send_output(websocket, duplex), take_keys(websocket, duplex, user, terminal, services)
+    )
+    return any(task.exception() is None and task.result() is True for task in done)
 
 
 async def send_output(websocket: WebSocket, duplex: Duplex) -> bool:
