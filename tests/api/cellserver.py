@@ -4,7 +4,7 @@ minimal image has nothing else). ``python3 cellserver.py PORT``.
 GET /hello: "hello"; GET /headers: the request's headers and target as JSON; POST /echo: the
 body's length and sha256; GET /stream: a chunked body of 5 pieces, 0.1 s apart; GET /ws: a
 WebSocket echo (text and binary, fragments joined), with the subprotocol asked for chosen;
-GET /bytes/N: N bytes. Anything else: 404 with the path.
+GET /bytes/N: N bytes; GET /connections: how many it accepted. Anything else: 404 with the path.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+CONNECTIONS = [0]
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # a head and a body written apart: no 40 ms delayed ACK
 
     def log_message(self, *_: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        CONNECTIONS[0] += 1
 
     def reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
         self.send_response(status)
@@ -54,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif route == "/ws":
             self.websocket()
+        elif route == "/connections":
+            self.reply(200, str(CONNECTIONS[0]).encode())
         elif route.startswith("/bytes/"):  # GET /bytes/N: N bytes, for throughput
             self.send_bytes(int(route.removeprefix("/bytes/")))
         else:

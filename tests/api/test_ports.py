@@ -233,6 +233,24 @@ def test_an_open_relay_keeps_the_cell_from_being_paused(
         assert http.get(f"/v1/cell/ports/{PORT}/hello").text == "hello"
 
 
+def test_requests_share_kept_alive_connections(alice: httpx.Client) -> None:
+    def accepted() -> int:
+        return int(alice.get(f"/v1/cell/ports/{PORT}/connections").text)
+
+    before = accepted()
+    for _ in range(20):
+        assert alice.get(f"/v1/cell/ports/{PORT}/hello").text == "hello"
+    assert accepted() - before <= 2  # one connection, kept between requests
+    # The server restarts: the kept connection is dead, and a new one is made, unnoticed.
+    restart = "pkill -f '^python3 cellserver'; sleep 0.2; python3 cellserver.py 8080 >log 2>&1 &"
+    body = {"language": "shell", "code": restart, "background": True}
+    assert alice.post("/v1/cell/exec", json=body).status_code == 200
+    wait_until(
+        "it listens again", lambda: alice.get(f"/v1/cell/ports/{PORT}/hello").text == "hello"
+    )
+    assert accepted() <= 3
+
+
 def test_many_requests_at_once(alice: httpx.Client) -> None:
     failures: list[str] = []
 

@@ -13,7 +13,7 @@ user's API key), our cookies (``agentcell*``: port cookies, the web page's sessi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
 import h11
@@ -107,11 +107,13 @@ def upstream_headers(headers: Iterable[tuple[bytes, bytes]], prefix: str, scheme
 
 
 class Upstream:
-    """One HTTP/1.1 exchange with a server in the cell over a Duplex."""
+    """One HTTP/1.1 exchange with a server in the cell over a Duplex; ``done()`` once it ended
+    cleanly, with the connection fit for another (keep-alive)."""
 
-    def __init__(self, duplex: Duplex, port: int) -> None:
+    def __init__(self, duplex: Duplex, port: int, done: Callable[[], None] = lambda: None) -> None:
         self.duplex = duplex
         self.port = port
+        self.done = done
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_MAX)
 
     async def send(self, event: h11.Event) -> None:
@@ -156,6 +158,8 @@ class Upstream:
         with contextlib.suppress(h11.RemoteProtocolError, ConnectionError):
             while isinstance(event := await self.next_event(), h11.Data):
                 yield bytes(event.data)
+            if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+                self.done()
 
 
 def small(response: h11.Response) -> bool:

@@ -37,6 +37,7 @@ from agentcell.executor.protocol import (
 )
 from agentcell.sandbox.audit import ExecAudit, audited
 from agentcell.sandbox.base import CellState, ContainerInfo, ExecutorChannel
+from agentcell.sandbox.portpool import PortPool, PortStream
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Cell:
     last_active_at: float = field(default_factory=time.time)
     active: int = 0  # running execs and open streams: a cell with any is never idle
     notice: AgentcellError | None = None  # an unexpected death, reported on the next call
+    port_pool: PortPool = field(default_factory=PortPool, repr=False)
 
     @property
     def files(self) -> CellFiles:
@@ -299,15 +301,19 @@ class Cell:
             return await client.list_ports()
 
     @asynccontextmanager
-    async def connect(self, port: int) -> AsyncIterator[Duplex]:
+    async def connect(self, port: int, *, reuse: bool = False) -> AsyncIterator[PortStream]:
         """A connection to ``port`` on the cell's loopback for the block. The cell is in use
-        while it is open: a relayed page, desktop or notebook keeps it from being paused."""
+        while it is open: a relayed page, desktop or notebook keeps it from being paused.
+        ``reuse``: an idle one from an earlier exchange may serve, and one ``keep()`` marks
+        goes back to the pool (portpool.py) instead of being closed."""
         async with self.using() as client:
-            duplex = await client.connect(port)
+            idle = self.port_pool.take(port) if reuse else None
+            stream = PortStream(idle or await client.connect(port), reused=idle is not None)
             try:
-                yield duplex
+                yield stream
             finally:
-                await duplex.close()
+                if not (reuse and stream.kept and self.port_pool.give(port, stream.duplex)):
+                    await stream.close()
 
     @asynccontextmanager
     async def terminal(

@@ -29,6 +29,7 @@ from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.egress import EgressHooks
 from agentcell.sandbox.manager import CellManager
 from agentcell.sandbox.placements import Placements
+from agentcell.sandbox.portpool import PortStream
 from agentcell.sandbox.service import (
     READ_BYTES_MAX,
     CellCounters,
@@ -207,10 +208,12 @@ class LocalCells(CellService):
         return await (await self.manager.ensure(owner)).ports()
 
     @asynccontextmanager
-    async def connect(self, owner: str, port: int) -> AsyncIterator[Duplex]:
+    async def connect(
+        self, owner: str, port: int, *, reuse: bool = False
+    ) -> AsyncIterator[PortStream]:
         cell = await self.manager.ensure(owner)
-        async with cell.connect(port) as duplex:
-            yield duplex
+        async with cell.connect(port, reuse=reuse) as stream:
+            yield stream
 
     @asynccontextmanager
     async def terminal(

@@ -32,6 +32,7 @@ from agentcell.executor.protocol import (
     TerminalInfo,
 )
 from agentcell.sandbox.base import CellState
+from agentcell.sandbox.portpool import PortStream
 
 READ_BYTES_MAX = 64 * 1024 * 1024  # what read_bytes holds in memory unless told otherwise
 
@@ -250,9 +251,13 @@ class CellService(Protocol):
         """The TCP ports listening in the owner's cell."""
         ...
 
-    def connect(self, owner: str, port: int) -> AbstractAsyncContextManager[Duplex]:
+    def connect(
+        self, owner: str, port: int, *, reuse: bool = False
+    ) -> AbstractAsyncContextManager[PortStream]:
         """A connection to ``port`` on the cell's loopback, raw bytes both ways, for the block
-        (``PortClosed`` when nothing listens there). The cell counts as in use meanwhile."""
+        (``PortClosed`` when nothing listens there). The cell counts as in use meanwhile.
+        ``reuse``: for HTTP keep-alive, it may be one an earlier exchange ``keep()``-ed
+        (``reused`` says so), and one kept now serves a later one."""
         ...
 
     def terminal(

@@ -8,8 +8,8 @@ from contextlib import AbstractAsyncContextManager
 
 from agentcell.config import Settings
 from agentcell.errors import InvalidRequest
-from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import Port
+from agentcell.sandbox.portpool import PortStream
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.tokens import BrowserToken, BrowserTokens
@@ -40,8 +40,10 @@ class Ports:
     async def listening(self, owner: str) -> list[Port]:
         return await self._cells.ports(owner)
 
-    def connect(self, owner: str, port: int) -> AbstractAsyncContextManager[Duplex]:
-        return self._cells.connect(owner, check_port(port))
+    def connect(
+        self, owner: str, port: int, *, reuse: bool = False
+    ) -> AbstractAsyncContextManager[PortStream]:
+        return self._cells.connect(owner, check_port(port), reuse=reuse)
 
     async def token(self, owner: str, port: int) -> BrowserToken:
         token = self.tokens.issue(owner, check_port(port), self._settings.browser_token_ttl_s)

@@ -142,29 +142,55 @@ async def relay_http(
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     if has_body and "content-length" not in request.headers:
         headers.append((b"transfer-encoding", b"chunked"))
-    stack = AsyncExitStack()
+    head = h11.Request(method=request.method, target=target, headers=headers)
+    # Without a body a request can be sent again: it may take a kept-alive connection, and is
+    # sent on a new one if that one turns out closed.
+    for reuse in (True, False) if not has_body else (False,):
+        stack, stream = AsyncExitStack(), None
+        try:
+            stream = await stack.enter_async_context(
+                services.ports.connect(user.id, port, reuse=reuse)
+            )
+            upstream = relay.Upstream(stream, port, stream.keep)
+            await upstream.send(head)
+            if has_body:
+                sending = asyncio.ensure_future(upstream.send_body(request.stream()))
+                stack.push_async_callback(_cancel, sending)
+            else:
+                await upstream.send(h11.EndOfMessage())
+            answer = await upstream.response()
+            break
+        except (relay.RelayFailed, ConnectionError):
+            await stack.aclose()
+            if stream is None or not stream.reused:
+                raise
+        except BaseException:
+            await stack.aclose()
+            raise
+    return await relayed(request, upstream, answer, stack, send_timeout_s)
+
+
+async def relayed(
+    request: Request,
+    upstream: relay.Upstream,
+    answer: h11.Response,
+    stack: AsyncExitStack,
+    send_timeout_s: float,
+) -> Response:
+    """The server's answer: whole when short, else streamed (the stack closes at its end)."""
     try:
-        duplex = await stack.enter_async_context(services.ports.connect(user.id, port))
-        upstream = relay.Upstream(duplex, port)
-        await upstream.send(h11.Request(method=request.method, target=target, headers=headers))
-        if has_body:
-            sending = asyncio.ensure_future(upstream.send_body(request.stream()))
-            stack.push_async_callback(_cancel, sending)
-        else:
-            await upstream.send(h11.EndOfMessage())
-        head = await upstream.response()
-        if request.method != "HEAD" and relay.small(head):  # whole, without a stream's costs
+        if request.method != "HEAD" and relay.small(answer):  # without a stream's costs
             async with stack:
                 body = b"".join([chunk async for chunk in upstream.body()])
-            response = Response(body, head.status_code)
-            response.raw_headers = relay.response_headers(head)
+            response = Response(body, answer.status_code)
+            response.raw_headers = relay.response_headers(answer)
             return response
     except BaseException:
         await stack.aclose()
         raise
     streamed = TimedStreamingResponse(upstream.body(), send_timeout_s, None, on_close=stack.aclose)
-    streamed.status_code = head.status_code
-    streamed.raw_headers = relay.response_headers(head)
+    streamed.status_code = answer.status_code
+    streamed.raw_headers = relay.response_headers(answer)
     return streamed
 
 
