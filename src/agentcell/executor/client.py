@@ -118,8 +118,47 @@ class _Connection:
         del self.buf[: end + 1]
         return line
 
+    async def read_with_fd(self) -> socket.socket | None:
+        """Read what comes first, and the TCP connection sent with it, if one was (anything
+        else the cell sends as an fd is closed: it is not trusted)."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(self.sock.fileno(), readable)
+        try:
+            async with asyncio.timeout(self.patience):
+                await ready
+        except TimeoutError as exc:
+            raise ExecutorUnreachable("the executor is not answering") from exc
+        finally:
+            self.loop.remove_reader(self.sock.fileno())
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, RECV_BYTES, 1)
+        except OSError as exc:
+            raise _gone(exc) from exc
+        self.buf += data
+        return tcp_connection(fds[0]) if fds else None
+
     def close(self) -> None:
         self.sock.close()
+
+
+def tcp_connection(fd: int) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        os.close(fd)
+        raise ExecutorError(
+            f"the executor handed over something that is not a socket: {exc}"
+        ) from None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        sock.close()
+        raise ExecutorError("the executor handed over something that is not a TCP connection")
+    sock.setblocking(False)
+    return sock
 
 
 class ExecutorClient:
@@ -391,10 +430,17 @@ class ExecutorClient:
 
     async def connect(self, port: int) -> SocketDuplex:
         """A connection to ``port`` on the cell's loopback, as raw bytes both ways; the caller
-        closes it. ``PortClosed`` when nothing listens there."""
+        closes it. ``PortClosed`` when nothing listens there. The executor hands over the
+        connection itself where it can (ports.py): then no process of the cell's is between."""
         conn = await self._open(p.Connect(port))
         try:
+            handed = await conn.read_with_fd()
             await conn.expect(p.Ok)
+            if handed is not None:
+                await conn.send(b"T")
+                conn.close()
+                return SocketDuplex(handed, f"port {port}")
+            await conn.send(b"S")
         except BaseException:
             conn.close()
             raise

@@ -53,6 +53,20 @@ class Conn:
         del self.inbuf[: end + 1]
         return line
 
+    async def read_exactly(self, size: int) -> bytes:
+        """``size`` bytes (fewer if the client hung up first)."""
+        while len(self.inbuf) < size:
+            try:
+                data = await self.loop.sock_recv(self.sock, RECV_BYTES)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            self.inbuf += data
+        got = bytes(self.inbuf[:size])
+        del self.inbuf[:size]
+        return got
+
     def write(self, data: bytes) -> None:
         if self.lost:
             return

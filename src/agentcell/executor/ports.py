@@ -3,8 +3,10 @@ library only.
 
 A cell has no network interface, so the host reaches a server in it through the executor: a
 ``Connect`` request connects to ``127.0.0.1:port`` (or ``[::1]:port``, for servers that bind
-"localhost" to IPv6 only) inside the cell, and the request's connection then carries raw bytes
-both ways. ``ListPorts`` reads /proc/net/tcp{,6}: what listens, and which program holds it.
+"localhost" to IPv6 only) inside the cell, and hands the connection itself to the host with
+its ``Ok`` (SCM_RIGHTS: the host then talks to the server directly, the cell still without an
+interface); where it cannot (gVisor), the request's connection carries the bytes both ways.
+``ListPorts`` reads /proc/net/tcp{,6}: what listens, and which program holds it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from array import array
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ from .duplex import splice
 from .tree import command_of
 
 Handler = Callable[[Any, Conn], Awaitable[None]]
+TOOK = b"T"  # the host's answer to Ok: it took the connection (else S: splice it)
 CONNECT_TIMEOUT_S = 10.0  # a loopback connect answers at once, unless the server's backlog is full
 LISTEN = "0A"  # the TCP state column of /proc/net/tcp
 LOOPBACKS = (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))
@@ -44,8 +48,13 @@ class Ports:
         sock = await open_local(port)
         self.relays += 1
         try:
-            conn.write(p.Ok().encode())
-            await conn.drain()
+            handed = hand_over(conn, sock)
+            if not handed:
+                conn.write(p.Ok().encode())
+                await conn.drain()
+            took = await conn.read_exactly(1)
+            if took == TOOK:  # the host talks to the server itself now
+                return
             leftover, conn.inbuf = bytes(conn.inbuf), bytearray()
             await splice(conn.sock, sock, leftover)
         finally:
@@ -54,6 +63,19 @@ class Ports:
 
     async def list(self, _req: p.ListPorts, conn: Conn) -> None:
         conn.write(p.PortList(listening()).encode())
+
+
+def hand_over(conn: Conn, sock: socket.socket) -> bool:
+    """Send ``Ok`` with the connection itself (SCM_RIGHTS): the host then talks to the server
+    in the cell directly, without this process in between. False where the fd cannot cross
+    (gVisor's sockets are its own): the connection is spliced instead."""
+    try:
+        sent = conn.sock.sendmsg(
+            [p.Ok().encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [sock.fileno()]))]
+        )
+    except OSError:
+        return False
+    return sent == len(p.Ok().encode())
 
 
 async def open_local(port: int) -> socket.socket:
