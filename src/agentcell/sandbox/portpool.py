@@ -67,12 +67,6 @@ class PortPool:
         idle.append((time.monotonic(), duplex))
         return True
 
-    def clear(self) -> None:
-        for idle in self._idle.values():
-            for _, duplex in idle:
-                duplex.sock.close()
-        self._idle.clear()
-
 
 def still_open(duplex: SocketDuplex) -> bool:
     """Nothing to read and no end seen: an idle HTTP connection the server has not closed."""
