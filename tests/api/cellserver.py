@@ -4,7 +4,8 @@ minimal image has nothing else). ``python3 cellserver.py PORT``.
 GET /hello: "hello"; GET /headers: the request's headers and target as JSON; POST /echo: the
 body's length and sha256; GET /stream: a chunked body of 5 pieces, 0.1 s apart; GET /ws: a
 WebSocket echo (text and binary, fragments joined), with the subprotocol asked for chosen;
-GET /bytes/N: N bytes; GET /connections: how many it accepted. Anything else: 404 with the path.
+GET /bytes/N: N bytes; GET /connections: how many it accepted; GET /short: an answer cut
+short. Anything else: 404 with the path.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif route == "/ws":
             self.websocket()
+        elif route == "/short":  # promises 100 bytes, sends 10, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.close_connection = True
         elif route == "/connections":
             self.reply(200, str(CONNECTIONS[0]).encode())
         elif route.startswith("/bytes/"):  # GET /bytes/N: N bytes, for throughput

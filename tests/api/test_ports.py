@@ -193,6 +193,8 @@ def test_bad_ports_tokens_and_closed_ports(live: Live, alice: httpx.Client) -> N
     for bad in (0, 65536, "http"):
         refused = alice.post("/v1/cell/port-tokens", json={"port": bad})
         assert_error(refused, 422, "invalid_request")
+    short = assert_error(alice.get(f"/v1/cell/ports/{PORT}/short"), 502, "relay_failed")
+    assert "cut its answer short" in short["message"]
     closed = assert_error(alice.get("/v1/cell/ports/9/"), 502, "port_closed")
     assert "nothing listens" in closed["message"]
     assert "GET /v1/cell/ports" in closed["hint"]

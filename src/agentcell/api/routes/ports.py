@@ -182,6 +182,10 @@ async def relayed(
         if request.method != "HEAD" and relay.small(answer):  # without a stream's costs
             async with stack:
                 body = b"".join([chunk async for chunk in upstream.body()])
+            if upstream.conn.their_state is not h11.DONE:
+                raise relay.RelayFailed(
+                    f"the server on port {upstream.port} in the cell cut its answer short"
+                )
             response = Response(body, answer.status_code)
             response.raw_headers = relay.response_headers(answer)
             return response
