@@ -114,6 +114,7 @@ class Upstream:
         self.duplex = duplex
         self.port = port
         self.done = done
+        self.complete = False  # the whole answer came
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_MAX)
 
     async def send(self, event: h11.Event) -> None:
@@ -158,8 +159,9 @@ class Upstream:
         with contextlib.suppress(h11.RemoteProtocolError, ConnectionError):
             while isinstance(event := await self.next_event(), h11.Data):
                 yield bytes(event.data)
+            self.complete = isinstance(event, h11.EndOfMessage)
             if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-                self.done()
+                self.done()  # and the connection may serve another (not after HTTP/1.0)
 
 
 def small(response: h11.Response) -> bool:

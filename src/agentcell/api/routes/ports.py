@@ -182,7 +182,7 @@ async def relayed(
         if request.method != "HEAD" and relay.small(answer):  # without a stream's costs
             async with stack:
                 body = b"".join([chunk async for chunk in upstream.body()])
-            if upstream.conn.their_state is not h11.DONE:
+            if not upstream.complete:
                 raise relay.RelayFailed(
                     f"the server on port {upstream.port} in the cell cut its answer short"
                 )
