@@ -268,3 +268,18 @@ def test_many_requests_at_once(alice: httpx.Client) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_an_http_1_0_server_answers_whole(alice: httpx.Client) -> None:
+    """python3 -m http.server speaks HTTP/1.0: each answer ends with its connection."""
+    serve = "python3 -m http.server 8090 --bind 127.0.0.1 >/dev/null 2>&1 &"
+    body = {"language": "shell", "code": serve, "background": True}
+    assert alice.post("/v1/cell/exec", json=body).status_code == 200
+    wait_until(
+        "it listens",
+        lambda: 8090 in [p["port"] for p in alice.get("/v1/cell/ports").json()],
+    )
+    for _ in range(3):  # each on a new connection: none is kept after HTTP/1.0
+        listing = alice.get("/v1/cell/ports/8090/")
+        assert listing.status_code == 200
+        assert "cellserver.py" in listing.text
