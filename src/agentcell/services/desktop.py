@@ -13,7 +13,6 @@ from agentcell.executor.protocol import DesktopInfo
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.tokens import BrowserToken, BrowserTokens
-from agentcell.store import Store
 from agentcell.store.models import User
 
 SCOPE = "desktop"
@@ -27,12 +26,11 @@ class Desktop:
     def __init__(
         self,
         cells: CellService,
-        store: Store,
         settings: Settings,
         audit: Audit,
         tokens: BrowserTokens,
     ) -> None:
-        self._cells, self._store, self._settings, self._audit = cells, store, settings, audit
+        self._cells, self._settings, self._audit = cells, settings, audit
         self._tokens = tokens
 
     async def start(self, owner: str) -> DesktopInfo:
@@ -47,8 +45,7 @@ class Desktop:
         return self._tokens.issue(owner, SCOPE, self._settings.browser_token_ttl_s)
 
     async def holder(self, token: str) -> User | None:
-        owner = self._tokens.owner_of(token, SCOPE)
-        return None if owner is None else await self._store.get_user(owner)
+        return await self._tokens.holder(token, SCOPE)
 
     def connect(self, owner: str, vnc_port: int) -> AbstractAsyncContextManager[Duplex]:
         return self._cells.connect(owner, vnc_port)

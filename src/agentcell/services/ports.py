@@ -13,7 +13,6 @@ from agentcell.sandbox.portpool import PortStream
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.tokens import BrowserToken, BrowserTokens
-from agentcell.store import Store
 from agentcell.store.models import User
 
 
@@ -29,12 +28,11 @@ class Ports:
     def __init__(
         self,
         cells: CellService,
-        store: Store,
         settings: Settings,
         audit: Audit,
         tokens: BrowserTokens,
     ) -> None:
-        self._cells, self._store, self._settings, self._audit = cells, store, settings, audit
+        self._cells, self._settings, self._audit = cells, settings, audit
         self.tokens = tokens
 
     async def listening(self, owner: str) -> list[Port]:
@@ -56,5 +54,4 @@ class Ports:
 
     async def holder(self, token: str, port: int) -> User | None:
         """The user a port token (or cookie) of this port was given to, if it is still valid."""
-        owner = self.tokens.owner_of(token, port)
-        return None if owner is None else await self._store.get_user(owner)
+        return await self.tokens.holder(token, port)

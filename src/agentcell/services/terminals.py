@@ -14,7 +14,6 @@ from agentcell.executor.protocol import TerminalInfo
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
 from agentcell.services.tokens import BrowserToken, BrowserTokens
-from agentcell.store import Store
 from agentcell.store.models import User
 
 SCOPE = "terminal"
@@ -25,12 +24,11 @@ class Terminals:
     def __init__(
         self,
         cells: CellService,
-        store: Store,
         settings: Settings,
         audit: Audit,
         tokens: BrowserTokens,
     ) -> None:
-        self._cells, self._store, self._settings, self._audit = cells, store, settings, audit
+        self._cells, self._settings, self._audit = cells, settings, audit
         self._tokens = tokens
 
     @asynccontextmanager
@@ -71,5 +69,4 @@ class Terminals:
 
     async def holder(self, token: str) -> User | None:
         """The user a terminal token was given to, if it is still valid."""
-        owner = self._tokens.owner_of(token, SCOPE)
-        return None if owner is None else await self._store.get_user(owner)
+        return await self._tokens.holder(token, SCOPE)

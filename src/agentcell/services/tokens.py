@@ -17,6 +17,9 @@ import json
 import time
 from dataclasses import dataclass
 
+from agentcell.store import Store
+from agentcell.store.models import User
+
 PREFIX = "apt1."  # agentcell browser token, version 1
 SIGNATURE_BYTES = 16
 Scope = int | str  # a port number, or "terminal", "desktop"
@@ -30,8 +33,8 @@ class BrowserToken:
 
 
 class BrowserTokens:
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes, store: Store) -> None:
+        self._key, self._store = key, store
 
     def issue(self, owner: str, scope: Scope, ttl_s: float) -> BrowserToken:
         expires = round(time.time() + ttl_s)
@@ -54,6 +57,11 @@ class BrowserTokens:
             return None
         owner = claims.get("o")
         return owner if isinstance(owner, str) else None
+
+    async def holder(self, token: str, scope: Scope) -> User | None:
+        """The user a valid, unexpired token of this scope was given to, if they still exist."""
+        owner = self.owner_of(token, scope)
+        return None if owner is None else await self._store.get_user(owner)
 
     def _sign(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode(), hashlib.sha256).digest()
