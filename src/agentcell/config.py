@@ -156,6 +156,16 @@ class Settings(BaseSettings):
         description="life of a browser token (POST /v1/cell/port-tokens, "
         "/v1/cell/terminal-tokens): what a browser's URL or WebSocket carries instead of the key",
     )
+    session_ttl_s: float = Field(
+        43200, gt=0, description="life of a web page sign-in (POST /v1/session) before it ends"
+    )
+    preview_url: str = Field(
+        "",
+        description="a second address of this server (e.g. https://preview.example.org) at "
+        "which browsers open relayed pages of cells, apart from the web page's origin; empty = "
+        "http://localhost:PORT when the page is opened at 127.0.0.1, else relayed pages are "
+        "sandboxed (CSP) on the page's origin",
+    )
     port_cookie_ttl_s: float = Field(
         43200, gt=0, description="life of the cookie a port token is traded for"
     )

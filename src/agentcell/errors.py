@@ -293,3 +293,9 @@ def executor_error(code: str, message: str, *, paths: bool = True) -> AgentcellE
     PathNotFound unless ``paths`` is false: a missing job is NotFound), else an ExecutorError."""
     cls = error_class(code, paths=paths) if code in EXECUTOR_CODES else ExecutorError
     return cls(message)
+
+
+class CsrfFailed(Forbidden):
+    """A state change sent with the session cookie but without its CSRF token."""
+
+    code = "csrf_failed"

@@ -47,6 +47,18 @@ class Me(BaseModel):
     created_at: datetime | None = None
 
 
+class SessionInfo(BaseModel):
+    """A web page's sign-in: who, and the token its changes carry in X-CSRF-Token."""
+
+    me: Me
+    csrf_token: str
+    expires_at: datetime
+
+
+class NewKey(BaseModel):
+    api_key: str = Field(description="shown this once; the one it replaces stops working")
+
+
 class ExecResponse(BaseModel):
     stdout: str
     stderr: str
@@ -100,7 +112,10 @@ class PortToken(BaseModel):
 
     token: str
     port: int
-    url: str
+    url: str = Field(
+        description="on the server's preview address when it has one (pages from a cell are "
+        "kept off the web page's origin), else a path of this server"
+    )
     expires_at: datetime
 
 
@@ -200,7 +215,7 @@ class AuditEventPublic(BaseModel):
     status: str = Field(
         "", description='execs: "running", "done", or "unfinished" (the server stopped first)'
     )
-    started_by: str = Field("", description='execs: "api" or "agent:<session id>"')
+    started_by: str = Field("", description='execs: "api", "mcp" or "agent:<session id>"')
 
 
 class AuditPage(BaseModel):

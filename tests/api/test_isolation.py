@@ -18,6 +18,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.docker
 
 CALLERS = ("owner", "other", "anonymous", "wrong_key", "admin")
+MCP_HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,14 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/healthz", (200, 200, 200, 200, 200)),
     Row("GET", "/metrics", (200, 200, 200, 200, 200)),
     Row("GET", "/v1/me", (200, 200, A, A, 200)),
+    # The web page's sign-in: the key is in the body; a header key signs nothing in or out.
+    Row("POST", "/v1/session", (A, A, A, A, A), json={"api_key": "ac_" + "x" * 43}),
+    Row("GET", "/v1/session", (A, A, A, A, A)),
+    Row("DELETE", "/v1/session", (400, 400, A, A, 400)),
+    Row("POST", "/v1/me/key", (200, 200, A, A, U)),
+    Row("POST", "/v1/users/{spare}/key", (U, U, A, A, 200)),
+    Row("POST", "/v1/users/{victim}/key", (U, U, A, A, 404), params=(("x", "x"),)),
+    Row("POST", "/v1/admin/token", (U, U, A, A, 200)),
     Row("GET", "/v1/cell", (200, 200, A, A, U)),
     Row("POST", "/v1/cell/exec", (200, 200, A, A, U), json={"code": "print(1)"}),
     # The owner's file: the other user looks in their own workspace and finds nothing.
@@ -113,6 +122,13 @@ MATRIX: tuple[Row, ...] = (
     Row("DELETE", "/v1/users/{victim}", (U, U, A, A, 404), params=(("x", "x"),)),
     Row("GET", "/v1/admin/cells", (U, U, A, A, 200)),
     Row("POST", "/v1/admin/cells/reap", (U, U, A, A, 200)),
+    # MCP: a user's key opens their own cell's tools (tests/api/test_mcp.py goes further).
+    Row(
+        "POST",
+        "/mcp",
+        (200, 200, A, A, U),
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": MCP_HELLO},
+    ),
 )
 UNCHECKED_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

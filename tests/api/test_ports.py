@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -96,7 +97,11 @@ def test_a_get_a_post_and_a_stream_go_through(alice: httpx.Client) -> None:
 
 
 def test_the_server_in_the_cell_gets_no_credentials_of_ours(alice: httpx.Client) -> None:
-    cookies = {"agentcell_port_8080": "secret-cookie", "theirs": "kept"}
+    cookies = {
+        "agentcell_port_8080": "secret-cookie",
+        "agentcell_session": "acs_the-web-pages",
+        "theirs": "kept",
+    }
     seen = alice.get(
         f"/v1/cell/ports/{PORT}/headers?a=1&token=apt1.x&b=2",
         headers={"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())},
@@ -150,8 +155,9 @@ def test_a_port_token_opens_in_a_browser_as_a_cookie(live: Live, alice: httpx.Cl
     made = alice.post("/v1/cell/port-tokens", json={"port": PORT})
     assert made.status_code == 200, made.text
     token = made.json()
-    assert token["url"] == f"/v1/cell/ports/{PORT}/?token={token['token']}"
-    with httpx.Client(base_url=live.url, timeout=60) as browser:
+    preview = f"localhost:{urlsplit(live.url).port}"  # the page is at 127.0.0.1 (api/origins.py)
+    assert token["url"] == f"http://{preview}/v1/cell/ports/{PORT}/?token={token['token']}"
+    with httpx.Client(base_url=live.url, timeout=60, headers={"Host": preview}) as browser:
         traded = browser.get(f"/v1/cell/ports/{PORT}/hello?x=1&token={token['token']}")
         assert traded.status_code == 303
         assert traded.headers["location"] == f"/v1/cell/ports/{PORT}/hello?x=1"
@@ -172,6 +178,21 @@ def test_a_port_token_opens_in_a_browser_as_a_cookie(live: Live, alice: httpx.Cl
     audit = alice.get("/v1/audit", params={"kind": "port"}).json()["events"]
     assert audit[0]["action"] == "port.token"
     assert audit[0]["target"] == str(PORT)
+
+
+def test_pages_from_the_cell_are_sandboxed_off_the_preview_address(
+    live: Live, alice: httpx.Client
+) -> None:
+    on_page_origin = alice.get(f"/v1/cell/ports/{PORT}/hello")
+    assert on_page_origin.text == "hello"
+    policy = on_page_origin.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-scripts")  # an opaque origin: no cookie of ours
+    streamed = alice.get(f"/v1/cell/ports/{PORT}/bytes/{2**20}")
+    assert streamed.headers["content-security-policy"].startswith("sandbox")
+    preview = {"Host": f"localhost:{urlsplit(live.url).port}"}
+    on_preview = alice.get(f"/v1/cell/ports/{PORT}/hello", headers=preview)
+    assert on_preview.text == "hello"
+    assert "content-security-policy" not in on_preview.headers  # the server's own headers
 
 
 def test_another_user_reaches_only_their_own_cell(

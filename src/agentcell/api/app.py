@@ -29,9 +29,11 @@ from agentcell.api.routes import (
     schedules,
     secrets,
     sessions,
+    signin,
     terminals,
     users,
 )
+from agentcell.api.security import SecurityHeaders
 from agentcell.api.streams import BodyTimeout
 from agentcell.config import Settings
 from agentcell.egress.build import build_gateway
@@ -163,6 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     errors.install(app)
     routers = (
+        signin,
         users,
         cell,
         ports,
@@ -181,6 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     novnc = StaticFiles(directory=settings.web_dir / desktop.NOVNC, check_dir=False)
     app.mount(desktop.PREFIX + "novnc", novnc, name="novnc")  # the desktop viewer's RFB client
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)
     app.add_middleware(

@@ -1,4 +1,5 @@
-"""The admin token: from settings, else generated once into the data dir (mode 0600)."""
+"""The admin token: from settings, else generated once into the data dir (mode 0600), and
+rotated there."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import secrets
 
 from agentcell.config import Settings
+from agentcell.errors import Conflict
 
 
 def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
@@ -22,3 +24,20 @@ def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True
+
+
+def rotate_admin_token(settings: Settings) -> str:
+    """A new generated admin token, written over the old file (atomically, mode 0600)."""
+    if settings.admin_token:
+        raise Conflict(
+            "the admin token is set by the server's settings (AGENTCELL_ADMIN_TOKEN)",
+            hint="change it there and restart the server",
+        )
+    token = "adm_" + secrets.token_urlsafe(32)
+    path = settings.admin_token_path
+    new = path.with_name(path.name + ".new")
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    new.replace(path)
+    return token

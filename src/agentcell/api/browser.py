@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from agentcell.api.deps import principal_of_key
 from agentcell.api.errors import error_response
-from agentcell.api.gate import GATED
 from agentcell.errors import AgentcellError, Forbidden, Unauthorized
 from agentcell.services import Services
 from agentcell.store.models import User
@@ -34,15 +33,10 @@ async def browser_user(
     services: Services = conn.app.state.services
     scheme, _, key = conn.headers.get("authorization", "").partition(" ")
     if key.strip() and scheme.lower() == "bearer":
-        key = key.strip()
-        if hmac.compare_digest(key.encode(), conn.app.state.admin_token.encode()):
+        principal = await principal_of_key(conn, services, key.strip())
+        if principal.user is None:
             raise Forbidden("the admin token has no cell", hint="use a user's API key for this")
-        gated: User | None = getattr(conn.state, GATED, None)  # known and limited already
-        if (user := gated or await services.users.authenticate(key)) is None:
-            raise Unauthorized("the token sent is not a valid API key")
-        if gated is None:
-            conn.app.state.limits.requests.take(user.id)
-        return user, "key"
+        return principal.user, "key"
     for kind, token in tokens:
         if token:
             if (user := await holder(token)) is None:

@@ -9,13 +9,20 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from agentcell.api.gate import GATED
 from agentcell.api.metrics import Metrics
+from agentcell.api.origins import on_preview
 from agentcell.config import Settings
-from agentcell.errors import Forbidden, Unauthorized
+from agentcell.errors import CsrfFailed, Forbidden, Unauthorized
 from agentcell.services import Services
+from agentcell.services.websessions import SignedIn
 from agentcell.store.models import User
+
+SESSION_COOKIE = "agentcell_session"  # the web page's sign-in (the relay never forwards it)
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def _settings(request: Request) -> Settings:
@@ -43,24 +50,27 @@ _bearer = HTTPBearer(auto_error=False, description="a user's API key, or the adm
 @dataclass(frozen=True)
 class Principal:
     user: User | None  # None for the admin
+    session: str = ""  # the web session's token, when the cookie said who calls
 
     @property
     def admin(self) -> bool:
         return self.user is None
 
 
-async def _principal(
-    request: Request,
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def is_admin_token(request: HTTPConnection, token: str) -> bool:
+    return hmac.compare_digest(token.encode(), request.app.state.admin_token.encode())
+
+
+async def principal_of_key(
+    request: HTTPConnection, services: Services, key: str, *, from_header: bool = True
 ) -> Principal:
-    if credentials is None:
-        raise Unauthorized("no API key was sent")
-    token = credentials.credentials
-    if hmac.compare_digest(token.encode(), request.app.state.admin_token.encode()):
+    """Who an API key or the admin token is; the user's request is counted against their rate.
+    A key not ``from_header`` (sign-in's, in the body) is not the one the gate looked at."""
+    if is_admin_token(request, key):
         return Principal(user=None)
-    gated: User | None = getattr(request.state, GATED, None)  # known and limited already
-    user = gated or await services.users.authenticate(token)
+    # The Authorization header's user, known and limited already (api/gate.py).
+    gated: User | None = getattr(request.state, GATED, None) if from_header else None
+    user = gated or await services.users.authenticate(key)
     if user is None:
         raise Unauthorized(
             "the token sent is neither a valid API key nor the admin token",
@@ -70,6 +80,41 @@ async def _principal(
     if gated is None:  # the gate has not limited it (api/gate.py)
         request.app.state.limits.requests.take(user.id)  # the admin is not rate-limited
     return Principal(user=user)
+
+
+async def signed_in(request: HTTPConnection, services: Services) -> tuple[str, SignedIn]:
+    """The session the cookie names, and its token; refused on the preview origin."""
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not token or on_preview(request):
+        raise Unauthorized(
+            "no API key was sent",
+            hint="send the header 'Authorization: Bearer <your API key>', or sign in on the "
+            "web page",
+        )
+    session = await services.web.resolve(token)
+    if session is None:
+        raise Unauthorized("your sign-in has ended or expired", hint="sign in again")
+    return token, session
+
+
+async def _principal(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is not None:
+        return await principal_of_key(request, services, credentials.credentials)
+    token, session = await signed_in(request, services)
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, "").encode(), session.csrf_token.encode()
+    ):
+        raise CsrfFailed(
+            f"a change made with the web page's sign-in must send its {CSRF_HEADER} header",
+            hint="reload the page; a script calling the API sends its API key instead",
+        )
+    if session.user is not None:
+        request.app.state.limits.requests.take(session.user.id)
+    return Principal(user=session.user, session=token)
 
 
 PrincipalDep = Annotated[Principal, Depends(_principal)]

@@ -18,6 +18,11 @@ class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64, examples=["alice"])
 
 
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_key: str = Field(min_length=1, max_length=200, description="an API key, or the admin token")
+
+
 class ExecRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     language: Language = "python"

@@ -5,6 +5,7 @@ JupyterLab there and print the link that opens it."""
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urljoin
 
 from agentcell.cli._common import Commands, connect
 from agentcell.cli._jobs_show import JSON_HELP, print_json
@@ -36,5 +37,5 @@ def _jupyter(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json(jupyter)
         else:
-            print(f"{client.url}{jupyter.browser_url}")
+            print(urljoin(client.url, jupyter.browser_url))
     return 0

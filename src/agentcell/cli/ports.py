@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urljoin
 
 from rich.markup import escape
 from rich.table import Table
@@ -61,7 +62,7 @@ def _url(args: argparse.Namespace, settings: Settings) -> int:
             print(client.port_url(args.port, args.path))
             return 0
         token = client.port_token(args.port)
-        link = f"{client.url}{token.url}"
+        link = urljoin(client.url, token.url)
         if args.path:
             link = link.replace("/?token=", f"/{args.path.lstrip('/')}?token=", 1)
         print(link)

@@ -157,8 +157,9 @@ class Client(BaseClient[httpx.Client]):
         return f"{self.url}/v1/cell/ports/{int(port)}/{path.lstrip('/')}"
 
     def port_token(self, port: int) -> PortToken:
-        """A short-lived token for a browser to open ``port``: its ``url`` (a path of this
-        server) trades it for a cookie of that port's."""
+        """A short-lived token for a browser to open ``port``: its ``url`` (on the server's
+        preview address when it has one, else a path of this server) trades it for a cookie
+        of that port's."""
         return self._send(Api.port_token(port))
 
     def desktop(self) -> CellDesktop:
@@ -167,8 +168,9 @@ class Client(BaseClient[httpx.Client]):
         return self._send(Api.desktop)
 
     def jupyter(self) -> CellJupyter:
-        """Start JupyterLab in your cell (full image) unless it runs: ``browser_url`` (a path
-        of this server, with a short-lived token) opens it in a browser."""
+        """Start JupyterLab in your cell (full image) unless it runs: ``browser_url`` (with a
+        short-lived token, on the server's preview address when it has one) opens it in a
+        browser."""
         return self._send(Api.jupyter)
 
     def terminals(self) -> list[TerminalSession]:

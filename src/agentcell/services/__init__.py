@@ -31,6 +31,7 @@ from agentcell.services.terminals import Terminals
 from agentcell.services.tokens import BrowserTokens
 from agentcell.services.turns import ModelFactory, Turns
 from agentcell.services.users import Users
+from agentcell.services.websessions import WebSessions
 from agentcell.store import Store
 from agentcell.store.models import Job, Schedule
 
@@ -55,7 +56,8 @@ class Services:
     ) -> None:
         self._store = store
         self.audit = Audit(store)
-        self.users = Users(store, cells, self.audit)
+        self.web = WebSessions(store, settings.session_ttl_s)
+        self.users = Users(store, cells, self.audit, self.web)
         self.network = Network(store, settings, gateway, self.audit)
         self.cells = Cells(cells, store, limits, self.audit, self.network.mode)
         self.execs = Execs(self.cells, settings, observe_exec)

@@ -13,6 +13,10 @@ from agentcell.store import AuditEvent, Store
 Action = Literal[
     "user.create",
     "user.delete",
+    "user.key",
+    "admin.token",
+    "signin",
+    "signout",
     "session.create",
     "session.delete",
     "chat",

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from agentcell.errors import NotFound
 from agentcell.sandbox.service import CellService
 from agentcell.services.audit import Audit
+from agentcell.services.websessions import WebSessions
 from agentcell.store import Store, User, hash_key
 
 
@@ -44,8 +45,8 @@ class KeyCache:
 
 
 class Users:
-    def __init__(self, store: Store, cells: CellService, audit: Audit) -> None:
-        self._store, self._cells, self._audit = store, cells, audit
+    def __init__(self, store: Store, cells: CellService, audit: Audit, web: WebSessions) -> None:
+        self._store, self._cells, self._audit, self._web = store, cells, audit, web
         self._keys = KeyCache()
         # Told before a user is deleted (the job dispatcher lets go of their jobs).
         self.before_delete: Callable[[str], Awaitable[None]] | None = None
@@ -67,12 +68,24 @@ class Users:
     async def list_users(self) -> list[User]:
         return await self._store.list_users()
 
+    async def rotate_key(self, user_id: str, *, keep_session: str = "") -> str:
+        """A new API key for the user: the old one stops working, and so does every web
+        sign-in of theirs but the one of ``keep_session`` (the caller's own, if it is)."""
+        api_key = await self._store.rotate_key(user_id)
+        if api_key is None:
+            raise NotFound(f"no user {user_id!r}")
+        self._keys.forget(user_id)
+        await self._web.end_all(user_id, keep=keep_session)
+        await self._audit.record(user_id, "user.key")
+        return api_key
+
     async def delete(self, user_id: str, *, delete_workspace: bool = False) -> None:
         """Remove a user and their cell; their workspace only with ``delete_workspace``. Their
         audit trail stays."""
         if await self._store.get_user(user_id) is None:
             raise NotFound(f"no user {user_id!r}")
         self._keys.forget(user_id)
+        await self._web.end_all(user_id)
         if self.before_delete is not None:
             await self.before_delete(user_id)
         await self._cells.remove(user_id, delete_workspace=delete_workspace)

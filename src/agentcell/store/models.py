@@ -115,7 +115,7 @@ class AuditEvent(Base):
     ok: Mapped[bool]
     # Execs only: ``ref`` names the exec's row, written when it starts and completed when it
     # ends; ``status`` is "running", "done", or "unfinished" (the server stopped first);
-    # ``started_by`` is "api" or "agent:<session id>". Empty for other events.
+    # ``started_by`` is "api", "mcp" or "agent:<session id>". Empty for other events.
     ref: Mapped[str | None] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), server_default=text("''"), default="")
     started_by: Mapped[str] = mapped_column(String(64), server_default=text("''"), default="")
@@ -341,3 +341,21 @@ class Secret(Base):
 
     def __repr__(self) -> str:
         return f"Secret(user_id={self.user_id!r}, name={self.name!r})"
+
+
+class WebSession(Base):
+    """A browser's sign-in (DESIGN §12): the cookie's token is kept only as its hash. ``user_id``
+    is None for the admin; deleting the user ends their sessions."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"WebSession(user_id={self.user_id!r}, expires_at={self.expires_at!r})"

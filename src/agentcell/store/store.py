@@ -1,6 +1,6 @@
 """The store: users with hashed API keys, chat sessions and their messages, the audit trail,
 turn locks, jobs and schedules, egress policies and secrets, one part per table (``users``,
-``sessions``, ``audit``, ``turns``, ``jobs``, ``schedules``, ``network``), and the
+``sessions``, ``audit``, ``turns``, ``jobs``, ``schedules``, ``network``, ``websessions``), and the
 dispatcher's view of everyone's jobs (``queue``).
 
 Every query about a user's things takes that user's id. Rows come back detached
@@ -30,6 +30,7 @@ from agentcell.store.schedules import ScheduleTable
 from agentcell.store.sessions import SessionTable
 from agentcell.store.turns import TurnLocks
 from agentcell.store.users import UserTable
+from agentcell.store.websessions import WebSessionTable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Store(
     ScheduleTable,
     JobQueue,
     NetworkTable,
+    WebSessionTable,
 ):
     """Open with ``await Store.open(url)`` (migrates first); ``close()`` or ``async with``."""
 

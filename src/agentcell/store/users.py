@@ -79,6 +79,17 @@ class UserTable(Tables):
             found = await session.scalars(select(User).where(User.key_hash == hash_key(api_key)))
             return found.first()
 
+    async def rotate_key(self, user_id: str) -> str | None:
+        """A new API key for the user (the old one stops working), or None: no such user."""
+        api_key = new_api_key()
+        async with self._session() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                return None
+            user.key_hash, user.key_prefix = hash_key(api_key), api_key[:8]
+            await session.commit()
+        return api_key
+
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user and their sessions; their audit trail stays. False when there was no
         such user."""

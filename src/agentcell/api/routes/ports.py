@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 from agentcell.api import relay
 from agentcell.api.browser import TOKEN_PARAM, browser_user, refuse
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
+from agentcell.api.origins import SANDBOX, browser_url, on_preview
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.errors import AgentcellError, InvalidRequest
 from agentcell.schemas import CellJupyter, CellPort, PortToken, PortTokenRequest
@@ -57,27 +58,29 @@ async def list_ports(user: CurrentUser, services: ServicesDep) -> list[CellPort]
 
 
 @router.post("/port-tokens")
-async def port_token(body: PortTokenRequest, user: CurrentUser, services: ServicesDep) -> PortToken:
+async def port_token(
+    body: PortTokenRequest, request: Request, user: CurrentUser, services: ServicesDep
+) -> PortToken:
     """A short-lived token for one port, for a browser: open ``url`` (its query carries the
     token once; it is traded for a cookie valid for that port's paths only)."""
     token = await services.ports.token(user.id, body.port)
     return PortToken(
         token=token.token,
         port=body.port,
-        url=f"{port_url(body.port)}?{TOKEN_PARAM}={token.token}",
+        url=browser_url(request, f"{port_url(body.port)}?{TOKEN_PARAM}={token.token}"),
         expires_at=datetime.fromtimestamp(token.expires_at, UTC),
     )
 
 
 @router.post("/jupyter")
-async def jupyter(user: CurrentUser, services: ServicesDep) -> CellJupyter:
+async def jupyter(request: Request, user: CurrentUser, services: ServicesDep) -> CellJupyter:
     """Start JupyterLab in your cell (full image) unless it runs; it is served through the
     relay, under ``/v1/cell/ports/absolute/8888/``."""
     base = await services.jupyter.start(user.id)
     token = await services.ports.token(user.id, JUPYTER_PORT)
     return CellJupyter(
         url=f"{base}lab",
-        browser_url=f"{base}lab?{TOKEN_PARAM}={token.token}",
+        browser_url=browser_url(request, f"{base}lab?{TOKEN_PARAM}={token.token}"),
         expires_at=datetime.fromtimestamp(token.expires_at, UTC),
     )
 
@@ -187,15 +190,23 @@ async def relayed(
                     f"the server on port {upstream.port} in the cell cut its answer short"
                 )
             response = Response(body, answer.status_code)
-            response.raw_headers = relay.response_headers(answer)
+            response.raw_headers = answer_headers(request, answer)
             return response
     except BaseException:
         await stack.aclose()
         raise
     streamed = TimedStreamingResponse(upstream.body(), send_timeout_s, None, on_close=stack.aclose)
     streamed.status_code = answer.status_code
-    streamed.raw_headers = relay.response_headers(answer)
+    streamed.raw_headers = answer_headers(request, answer)
     return streamed
+
+
+def answer_headers(request: Request, answer: h11.Response) -> relay.Headers:
+    """The server's headers; sandboxed off the preview origin (api/origins.py says why)."""
+    headers = relay.response_headers(answer)
+    if not on_preview(request):
+        headers.append((b"content-security-policy", SANDBOX.encode()))
+    return headers
 
 
 async def _cancel(task: asyncio.Future[None]) -> None:
