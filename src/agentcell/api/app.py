@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentcell import __version__
-from agentcell.api import errors
+from agentcell.api import errors, mcp
 from agentcell.api.auth import ensure_admin_token
 from agentcell.api.gate import RateGate
 from agentcell.api.metrics import Metrics, MetricsMiddleware
@@ -146,7 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
                     factory,
                     app.state.metrics,
                 )
-                async with services:
+                async with services, app.state.mcp.run():  # the MCP server's sessions
                     app.state.services = services
                     image = (await cells.profile()).image
                     log.info("agentcell %s ready; cells run %s", __version__, image)
@@ -184,6 +184,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     novnc = StaticFiles(directory=settings.web_dir / desktop.NOVNC, check_dir=False)
     app.mount(desktop.PREFIX + "novnc", novnc, name="novnc")  # the desktop viewer's RFB client
+    app.state.mcp = mcp.endpoint()
+    app.add_route(mcp.PATH, app.state.mcp.door, include_in_schema=False)  # MCP over HTTP
     app.add_middleware(SecurityHeaders)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)

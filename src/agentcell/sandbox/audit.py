@@ -4,7 +4,7 @@ server) writes a row when the exec starts and completes it when the exec ends: a
 in between leaves a row that says the exec never finished.
 
 Who started it comes from ``started_by``, a context variable: "api" unless the caller set
-another (the agent's runner sets "agent:<session id>" for its turn).
+another (the agent's runner sets "agent:<session id>" for its turn, /mcp's exec tool "mcp").
 """
 
 from __future__ import annotations
