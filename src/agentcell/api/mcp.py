@@ -5,23 +5,23 @@ limited and audited the same way (an exec's audit record says ``started_by: "mcp
 
 from __future__ import annotations
 
-import hmac
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcell import __version__
+from agentcell.api.deps import principal_of_key
 from agentcell.api.errors import error_response, rate_limited_response
-from agentcell.api.gate import GATED, bearer
+from agentcell.api.gate import bearer
 from agentcell.api.mcptools import CALLER, TOOLS, Caller, answers
 from agentcell.errors import AgentcellError, Forbidden, RateLimited, Unauthorized
 from agentcell.services import Services
-from agentcell.store.models import User
 
 PATH = "/mcp"
 INSTRUCTIONS = (
@@ -32,8 +32,8 @@ INSTRUCTIONS = (
 
 
 class McpDoor:
-    """The caller's API key resolved as ``api.deps`` does it (the admin token has no cell) and
-    rate-limited the same way; a refusal is our JSON error, before MCP sees the request."""
+    """The caller's API key, resolved and rate-limited as by the API (the admin token has no
+    cell); a refusal is our JSON error, before MCP sees the request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,24 +50,16 @@ class McpDoor:
 
 
 async def _authenticate(scope: Scope) -> Caller:
-    app_state = scope["app"].state
-    services: Services = app_state.services
+    """The bearer key's user, as the API resolves it (``deps.principal_of_key``: counted against
+    their request rate); the web page's cookie is no key here."""
+    services: Services = scope["app"].state.services
     token = bearer(scope)
     if not token:
         raise Unauthorized("no API key was sent")
-    if hmac.compare_digest(token.encode(), app_state.admin_token.encode()):
+    principal = await principal_of_key(HTTPConnection(scope), services, token)
+    if principal.user is None:
         raise Forbidden("the admin token has no cell", hint="use a user's API key for /mcp")
-    gated: User | None = scope.get("state", {}).get(GATED)  # known and limited already
-    user = gated or await services.users.authenticate(token)
-    if user is None:
-        raise Unauthorized(
-            "the token sent is not a valid API key",
-            hint="send the API key that 'agentcell users add' printed (the admin can make a "
-            "new one) as 'Authorization: Bearer <key>'",
-        )
-    if gated is None:  # the gate has not limited it (api/gate.py)
-        app_state.limits.requests.take(user.id)
-    return Caller(user, services)
+    return Caller(principal.user, services)
 
 
 def _refusal(exc: AgentcellError) -> Response:
