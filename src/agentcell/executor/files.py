@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from . import protocol as p
 from .conn import Conn, Fail
-from .procs import killpg, watch_exit
+from .procs import HELPERS, killpg, watch_exit
 
 MAX_DEPTH = 256  # levels in a request's path (shutil.rmtree and friends recurse per level)
 ZIPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zipper.py")
@@ -102,7 +102,9 @@ class Files:
             )
         finally:
             os.close(into)
+        HELPERS.add(proc.pid)
         exited = watch_exit(proc.pid, proc)
+        exited.add_done_callback(lambda _: HELPERS.discard(proc.pid))
         size = 0
         try:
             os.set_blocking(out, False)

@@ -15,6 +15,7 @@ from typing import Any
 from .pipes import Pump
 
 OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+HELPERS: set[int] = set()  # the server's own helpers running (zipper, unpacker): never swept
 
 
 def raise_oom_score() -> None:

@@ -42,7 +42,7 @@ from .holder import fork_holder, read_status
 from .jobs import Jobs
 from .pipes import Pump, Sink
 from .ports import Ports
-from .procs import OomCounter, wait_any, watch_exit
+from .procs import HELPERS, OomCounter, wait_any, watch_exit
 from .terminals import Terminals
 from .tree import (
     children,
@@ -275,7 +275,7 @@ class Executor:
     async def sweep(self) -> None:
         """Kill the server's children that no one owns: what the code of a python context that
         died had started (a kernel's orphans come to us when it dies); reap them."""
-        known = self.holders | {c.pid for c in self.contexts.by_name.values() if c.pid}
+        known = self.holders | HELPERS | {c.pid for c in self.contexts.by_name.values() if c.pid}
         me = os.getpid()
         for _ in range(SWEEP_ROUNDS):  # a fork bomb's dead come to us in waves
             stray = [pid for pid in children(me) if pid not in known]
