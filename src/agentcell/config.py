@@ -239,6 +239,18 @@ class Settings(BaseSettings):
     max_zip_bytes: int = Field(
         4 * 1024**3, ge=1, description="largest total size of the files a ZIP takes in"
     )
+    max_extract_entries: int = Field(
+        10_000, ge=1, description="most entries (files and folders) an archive may unpack"
+    )
+    max_extract_bytes: int = Field(
+        1024**3, ge=1, description="largest total an archive's files may unpack to"
+    )
+    max_extract_ratio: int = Field(
+        200,
+        ge=0,
+        description="an entry (of a tar: the whole) unpacking to more than this many times its "
+        "packed size, past 1 MiB, is refused as a decompression bomb; 0 = no such check",
+    )
 
     model: str = Field(
         "",

@@ -151,6 +151,34 @@ class FileTooLarge(AgentcellError, OSError):
     code = "file_too_large"
 
 
+class UnsafeArchive(InvalidRequest):
+    """An archive to unpack holds an entry that may not be: a path that is absolute or leaves
+    the folder, a link, a device or a FIFO. Nothing of the archive was written."""
+
+    code = "unsafe_archive"
+    hint = (
+        "archives may hold files and folders under relative paths only: make it without that entry"
+    )
+
+
+class InvalidArchive(InvalidRequest):
+    """What was to be unpacked is no archive we read, or a damaged one. Nothing was written."""
+
+    code = "invalid_archive"
+    hint = "send a ZIP or a tar (.tar, .tar.gz, .tgz, .tar.bz2 or .tar.xz), whole"
+
+
+class ArchiveTooLarge(PayloadTooLarge):
+    """An archive to unpack has more entries, or unpacks to more bytes, than allowed, or
+    grows past the ratio of a decompression bomb. Nothing was written."""
+
+    code = "archive_too_large"
+    hint = (
+        "split the archive into smaller ones, or ask the operator for larger limits: "
+        "AGENTCELL_MAX_EXTRACT_ENTRIES, AGENTCELL_MAX_EXTRACT_BYTES, AGENTCELL_MAX_EXTRACT_RATIO"
+    )
+
+
 class WorkspaceFull(AgentcellError, OSError):
     status_code = 507
     code = "workspace_full"
@@ -281,6 +309,9 @@ EXECUTOR_CODES = frozenset(
         UnsupportedFileType,
         FileTooLarge,
         WorkspaceFull,
+        UnsafeArchive,
+        InvalidArchive,
+        ArchiveTooLarge,
         ExecutorError,
         CellStuck,
         PortClosed,

@@ -202,6 +202,15 @@ class FileWritten(BaseModel):
     size: int
 
 
+class FilesExtracted(BaseModel):
+    """An archive unpacked: into which folder, how many of its entries (files and folders),
+    how many bytes its files hold."""
+
+    path: str
+    entries: int
+    bytes: int
+
+
 class AuditEventPublic(BaseModel):
     id: int
     user_id: str

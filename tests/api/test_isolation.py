@@ -4,7 +4,9 @@ The matrix must name every route the app serves: a new endpoint without a row fa
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,6 +39,15 @@ class Row:
 
 
 A, U = 401, 403  # anonymous / wrong key, and forbidden for the wrong role
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(name, data)
+    return buf.getvalue()
+
+
 OTHER_METHODS = ("POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MATRIX: tuple[Row, ...] = (
     Row("GET", "/healthz", (200, 200, 200, 200, 200)),
@@ -57,6 +68,14 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/v1/files/raw", (200, 404, A, A, U), params=(("path", "secret.txt"),)),
     Row("GET", "/v1/files/zip", (200, 404, A, A, U), params=(("path", "private"),)),
     Row("PUT", "/v1/files/raw", (201, 201, A, A, U), params=(("path", "new.txt"),), content=b"x"),
+    # Into the owner's folder: the other user unpacks into a folder of that name of their own.
+    Row(
+        "POST",
+        "/v1/files/extract",
+        (201, 201, A, A, U),
+        params=(("path", "private"),),
+        content=_zip("unpacked.txt", b"x"),
+    ),
     Row("DELETE", "/v1/files", (204, 404, A, A, U), params=(("path", "doomed.txt"),)),
     Row("GET", "/v1/audit", (200, 200, A, A, 200)),
     # The owner's session: another user gets 404, as for a session that does not exist.

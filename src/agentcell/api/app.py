@@ -51,7 +51,7 @@ RELAY_PATHS = "/v1/cell/ports/"  # bodies of any type and size, streamed to a se
 
 def raw_body(path: str) -> bool:
     """A body that is not a JSON request of ours: an upload, or relayed to a cell."""
-    return path == UPLOAD_PATH or path.startswith(RELAY_PATHS)
+    return path in (UPLOAD_PATH, "/v1/files/extract") or path.startswith(RELAY_PATHS)
 
 
 BODY_SLACK = 64 * 1024  # JSON around the code

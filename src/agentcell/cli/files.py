@@ -1,4 +1,4 @@
-"""``agentcell files ls|get|put|rm|zip``: the files of your workspace."""
+"""``agentcell files ls|get|put|extract|rm|zip``: the files of your workspace."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from agentcell.errors import InvalidRequest
 
 
 def add_files(groups: Commands) -> None:
-    cmds = group(groups, "files", "list, get, put, remove and zip files of your workspace")
+    cmds = group(groups, "files", "list, get, put, unpack, remove and zip files of your workspace")
     ls = cmds.add_parser("ls", help="list a folder")
     ls.add_argument("path", nargs="?", default=".", metavar="PATH")
     ls.add_argument("--raw", action="store_true", help=RAW_HELP)
@@ -30,6 +30,16 @@ def add_files(groups: Commands) -> None:
     put.add_argument("src", metavar="SRC", help="a local file; - = stdin")
     put.add_argument("path", nargs="?", metavar="PATH", help="default: the name of SRC")
     put.set_defaults(handler=_files_put)
+    extract = cmds.add_parser(
+        "extract",
+        help="upload a ZIP or tar (.tar, .tar.gz, .tar.bz2, .tar.xz) and unpack it into a folder "
+        "(made if missing; files there are replaced)",
+    )
+    extract.add_argument("archive", metavar="ARCHIVE", help="a local archive; - = stdin")
+    extract.add_argument(
+        "folder", nargs="?", default=".", metavar="FOLDER", help="default: the workspace"
+    )
+    extract.set_defaults(handler=_files_extract)
     rm = cmds.add_parser("rm", help="delete a file, or a folder with -r")
     rm.add_argument("path", metavar="PATH")
     rm.add_argument("-r", "--recursive", action="store_true", help="delete a folder and its files")
@@ -98,6 +108,18 @@ def _files_put(args: argparse.Namespace, settings: Settings) -> int:
     with connect(args, settings) as client:
         written = client.files_put(target, data)
     out().print(f"{escape(written.path)} ({written.size:,} bytes)")
+    return 0
+
+
+def _files_extract(args: argparse.Namespace, settings: Settings) -> int:
+    archive: Any = sys.stdin.buffer if args.archive == "-" else Path(args.archive)
+    if isinstance(archive, Path) and not archive.is_file():
+        raise InvalidRequest(
+            f"{args.archive} is not a file", hint="agentcell files extract data.zip [FOLDER]"
+        )
+    with connect(args, settings) as client:
+        done = client.files_extract(archive, args.folder)
+    out().print(f"{escape(done.path)}: {done.entries:,} entries, {done.bytes:,} bytes")
     return 0
 
 

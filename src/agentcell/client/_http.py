@@ -32,6 +32,7 @@ from agentcell.schemas import (
     ChatReply,
     ExecResponse,
     FileList,
+    FilesExtracted,
     FileWritten,
     Health,
     JobLogChunk,
@@ -306,6 +307,16 @@ class Api:
         params = {"path": str(path)}
         parse = _model(FileWritten)
         return Call("PUT", "/v1/files/raw", parse, params=params, content=content, headers=headers)
+
+    @staticmethod
+    def files_extract(
+        path: str | Path, content: Any, headers: dict[str, str]
+    ) -> Call[FilesExtracted]:
+        params, parse = {"path": str(path)}, _model(FilesExtracted)
+        return Call(
+            "POST", "/v1/files/extract", parse, params=params, content=content, headers=headers,
+            long=True,  # it answers once the cell has unpacked it all
+        )  # fmt: skip
 
     @staticmethod
     def files_rm(path: str | Path, recursive: bool) -> Call[None]:

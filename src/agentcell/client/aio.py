@@ -50,6 +50,7 @@ from agentcell.schemas import (
     ChatReply,
     ExecResponse,
     FileList,
+    FilesExtracted,
     FileWritten,
     Health,
     JobKind,
@@ -225,6 +226,12 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         with upload(data) as (body, headers):
             content = body if isinstance(body, bytes) else achunks(body)
             return await self._send(Api.files_put(path, content, headers))
+
+    async def files_extract(self, archive: Upload | str, path: str | Path = ".") -> FilesExtracted:
+        """See ``Client.files_extract``."""
+        with upload(Path(archive) if isinstance(archive, str) else archive) as (body, headers):
+            content = body if isinstance(body, bytes) else achunks(body)
+            return await self._send(Api.files_extract(path, content, headers))
 
     async def files_rm(self, path: str | Path, recursive: bool = False) -> None:
         await self._send(Api.files_rm(path, recursive))

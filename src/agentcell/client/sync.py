@@ -51,6 +51,7 @@ from agentcell.schemas import (
     ChatReply,
     ExecResponse,
     FileList,
+    FilesExtracted,
     FileWritten,
     Health,
     JobKind,
@@ -231,6 +232,14 @@ class Client(BaseClient[httpx.Client]):
         with upload(data) as (body, headers):
             content = body if isinstance(body, bytes) else chunks(body)
             return self._send(Api.files_put(path, content, headers))
+
+    def files_extract(self, archive: Upload | str, path: str | Path = ".") -> FilesExtracted:
+        """Unpack an archive (a local file's path, its bytes or a binary file object: a ZIP, or
+        a tar plain or compressed) into the workspace folder ``path``, made if missing. Nothing
+        is written unless the whole archive passes; files that exist are replaced."""
+        with upload(Path(archive) if isinstance(archive, str) else archive) as (body, headers):
+            content = body if isinstance(body, bytes) else chunks(body)
+            return self._send(Api.files_extract(path, content, headers))
 
     def files_rm(self, path: str | Path, recursive: bool = False) -> None:
         self._send(Api.files_rm(path, recursive))

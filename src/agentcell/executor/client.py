@@ -301,15 +301,24 @@ class ExecutorClient:
         """Replace the file atomically with data; the number of bytes written."""
         conn = await self._open(p.Write(path, make_parents))
         try:
-            try:
-                size = 0
-                async for piece in _pieces(data):
-                    await conn.send(p.Chunk(base64.b64encode(piece).decode()).encode())
-                    size += len(piece)
-                await conn.send(p.End(size).encode())
-            except ExecutorUnreachable:
-                pass  # the server stopped reading; its answer says why
+            await _send_data(conn, data)
             return (await conn.expect(p.End)).size
+        finally:
+            conn.close()
+
+    async def extract(self, req: p.Extract, data: bytes | AsyncIterable[bytes]) -> p.Extracted:
+        """Unpack the archive ``data`` (ZIP or tar, plain or compressed) into the folder
+        ``req.path``, within ``req``'s limits: nothing is written unless all of it passes
+        (``UnsafeArchive``, ``ArchiveTooLarge``, ``InvalidArchive``, ``Conflict`` say why not).
+        Waits as long as it unpacks: the executor's beats show it is there."""
+        conn = await self._open(req)
+        try:
+            await _send_data(conn, data)
+            while isinstance(msg := await conn.event(), p.Beat):
+                pass
+            if not isinstance(msg, p.Extracted):
+                raise _unexpected(msg)
+            return msg
         finally:
             conn.close()
 
@@ -521,6 +530,19 @@ class ExecutorClient:
         finally:
             os.close(fd)
         return sock
+
+
+async def _send_data(conn: _Connection, data: bytes | AsyncIterable[bytes]) -> None:
+    """data as Chunk frames, then its End. A server that stops reading (it refused the data)
+    is no error here: its answer says why."""
+    try:
+        size = 0
+        async for piece in _pieces(data):
+            await conn.send(p.Chunk(base64.b64encode(piece).decode()).encode())
+            size += len(piece)
+        await conn.send(p.End(size).encode())
+    except ExecutorUnreachable:
+        pass
 
 
 async def _pieces(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[memoryview]:

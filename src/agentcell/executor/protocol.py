@@ -1,10 +1,11 @@
 """The executor's wire protocol, shared by the server in the cell and the client on the host.
 
 Standard library only. One request per connection: the client sends one request line (and, for
-``write``, its data frames), the server answers with event lines and closes. Every message is
-one JSON object on one line with a ``kind`` discriminator. After the ``Ok`` of ``EgressAccept``
-(an egress connection of the cell's), ``Connect`` (the host's, to a port in the cell) and
-the ``TerminalInfo`` of ``TerminalAttach`` the connection carries raw bytes both ways.
+``write`` and ``extract``, its data frames), the server answers with event lines and closes.
+Every message is one JSON object on one line with a ``kind`` discriminator. After the ``Ok``
+of ``EgressAccept`` (an egress connection of the cell's), ``Connect`` (the host's, to a port in
+the cell) and the ``TerminalInfo`` of ``TerminalAttach`` the connection carries raw bytes both
+ways.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ CHUNK_BYTES = 256 * 1024  # raw bytes per file data frame (sent base64-encoded)
 LIST_PAGE = 1000  # entries in a listing page, unless asked for fewer
 LIST_PAGE_MAX = 10_000
 LIST_PAGE_BYTES = 1024 * 1024  # a page ends early rather than grow past this (long names)
+EXTRACT_ENTRIES = 10_000  # an archive's entries, files and folders (Extract's defaults)
+EXTRACT_BYTES = 1024**3  # what an archive's files add up to, unpacked
+EXTRACT_RATIO = 200  # how many times its packed size an entry may unpack to
 JOBS_DIR = ".agentcell/jobs"  # relative to the workspace: a folder per job, named by its id
 JOB_ID_CHARS = "A-Za-z0-9_-"  # a job id is 1 to JOB_ID_MAX of them
 JOB_ID_MAX = 64
@@ -153,6 +157,23 @@ class Write(Message):
     kind: ClassVar[str] = "write"
     path: str
     make_parents: bool = True
+
+
+@dataclass
+class Extract(Message):
+    """Unpack an archive (ZIP, or tar plain or compressed with gzip, bzip2 or xz) into the
+    workspace folder ``path``, made if missing. Followed by the archive as ``Chunk`` frames and
+    one ``End``, as ``Write``; answered by a ``Beat`` every BEAT_S while it unpacks, then
+    ``Extracted``. Nothing reaches the folder unless the whole archive passes: entries that leave
+    the folder, links, devices and FIFOs are refused (``unsafe_archive``), and so are archives
+    past the limits (``archive_too_large``). Files that exist are replaced, folders merged.
+    A limit of 0 is none."""
+
+    kind: ClassVar[str] = "extract"
+    path: str = "."
+    max_entries: int = EXTRACT_ENTRIES
+    max_bytes: int = EXTRACT_BYTES  # unpacked, all entries together
+    max_ratio: int = EXTRACT_RATIO  # an entry's unpacked size over its packed size (past 1 MiB)
 
 
 @dataclass
@@ -483,6 +504,17 @@ class DesktopInfo(Message):
 
 
 @dataclass
+class Extracted(Message):
+    """An ``Extract`` done: the folder (workspace-relative), the archive's entries unpacked
+    (files and folders) and the bytes of its files."""
+
+    kind: ClassVar[str] = "extracted"
+    path: str
+    entries: int
+    size: int
+
+
+@dataclass
 class Beat(Message):
     """Still there, nothing new: a waiter's or a follower's sign of life."""
 
@@ -516,6 +548,7 @@ MESSAGES: dict[str, type[Message]] = {
         Read,
         Zip,
         Write,
+        Extract,
         Delete,
         JobStart,
         JobStatus,
@@ -549,6 +582,7 @@ MESSAGES: dict[str, type[Message]] = {
         TerminalInfo,
         TerminalInfos,
         DesktopInfo,
+        Extracted,
         Beat,
         Ok,
         Error,

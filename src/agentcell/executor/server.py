@@ -7,11 +7,12 @@ shell code runs in a fresh ``bash -c`` under a holder (holder.py). Each runs in 
 so an interrupt reaches its whole process group; the server, the kernels and the holders are
 subreapers, so at an exec's end or timeout its whole process tree is found and killed (tree.py),
 unless the exec asked to keep it (``background``): kept processes are listed and killed by
-request. Output goes through pipes.py, file operations through files.py, jobs (code run
-detached from any connection, with a log in the cell) through jobs.py, the egress forwarder (the
-cell's loopback relayed to the host) through egress.py, the host's connections to the cell's
-ports through ports.py, interactive shells on pseudo-terminals through terminals.py, the live
-desktop (X and VNC) through desktop.py.
+request. Output goes through pipes.py, file operations through files.py (archives unpacked
+into a folder through extract.py), jobs (code run detached from any connection, with a log in
+the cell) through jobs.py, the egress forwarder (the cell's loopback relayed to the host)
+through egress.py, the host's connections to the cell's ports through ports.py, interactive
+shells on pseudo-terminals through terminals.py, the live desktop (X and VNC) through
+desktop.py.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .conn import Conn, Fail
 from .contexts import KILL_GRACE_S, MAX_CONTEXTS, Context, Contexts
 from .desktop import Desktop
 from .egress import Egress, egress_env
+from .extract import Extractor
 from .files import Files, inside
 from .holder import fork_holder, read_status
 from .jobs import Jobs
@@ -115,6 +117,7 @@ class Executor:
         self.egress = Egress(egress_port)
         self.handlers.update(self.egress.handlers())
         self.handlers.update(Ports().handlers())
+        self.handlers.update(Extractor(self.files).handlers())
         self.terminals = Terminals(self)
         self.handlers.update(self.terminals.handlers())
         self.handlers.update(Desktop(self).handlers())
@@ -419,10 +422,10 @@ def error_of(exc: Exception, msg: p.Message | None) -> p.Error:
 
 
 async def answer_error(conn: Conn, error: p.Error, msg: p.Message | None) -> None:
-    """Send the error. After a failed write, swallow the client's frames up to End (or EOF):
-    the client sends them all before it reads the answer."""
+    """Send the error. After a failed write or extract, swallow the client's frames up to End
+    (or EOF): the client sends them all before it reads the answer."""
     conn.write(error.encode())
-    if isinstance(msg, p.Write):
+    if isinstance(msg, p.Write | p.Extract):
         with contextlib.suppress(ConnectionError, Fail):
             await conn.drain()
             while (line := await conn.readline()) and not line.endswith(b'"kind":"end"}\n'):

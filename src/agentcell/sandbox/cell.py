@@ -27,6 +27,8 @@ from agentcell.executor.protocol import (
     Entry,
     Exec,
     Exit,
+    Extract,
+    Extracted,
     JobInfo,
     JobStart,
     Language,
@@ -381,6 +383,11 @@ class CellFiles:
     async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:
         async with self.cell.using() as client:
             return await client.write(path, data)
+
+    async def extract(self, req: Extract, data: bytes | AsyncIterable[bytes]) -> Extracted:
+        """Unpack an archive into a workspace folder, inside the cell (see ExecutorClient)."""
+        async with self.cell.using() as client:
+            return await client.extract(req, data)
 
     async def delete(self, path: str, *, recursive: bool = False) -> None:
         async with self.cell.using() as client:

@@ -16,6 +16,8 @@ from agentcell.executor.protocol import (
     Entries,
     Entry,
     Exit,
+    Extract,
+    Extracted,
     JobInfo,
     JobStart,
     Language,
@@ -264,6 +266,11 @@ class LocalCells(CellService):
 
     async def write(self, owner: str, path: str, data: bytes | AsyncIterable[bytes]) -> int:
         return await (await self.manager.ensure(owner)).files.write(path, data)
+
+    async def extract(
+        self, owner: str, req: Extract, data: bytes | AsyncIterable[bytes]
+    ) -> Extracted:
+        return await (await self.manager.ensure(owner)).files.extract(req, data)
 
     async def delete(self, owner: str, path: str, *, recursive: bool = False) -> None:
         await (await self.manager.ensure(owner)).files.delete(path, recursive=recursive)

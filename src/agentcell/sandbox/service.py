@@ -23,6 +23,8 @@ from agentcell.executor.protocol import (
     Entries,
     Entry,
     Exit,
+    Extract,
+    Extracted,
     JobInfo,
     JobStart,
     Language,
@@ -317,6 +319,13 @@ class CellService(Protocol):
         ``data`` streams leaves the old file as it was."""
         ...
 
+    async def extract(
+        self, owner: str, req: Extract, data: bytes | AsyncIterable[bytes]
+    ) -> Extracted:
+        """Unpack the archive ``data`` into the folder ``req.path`` (made if missing), inside
+        the cell: nothing is written unless all of it passes ``req``'s checks and limits."""
+        ...
+
     async def delete(self, owner: str, path: str, *, recursive: bool = False) -> None:
         """Delete a file, or a folder (non-empty only when ``recursive``)."""
         ...
@@ -440,6 +449,9 @@ class CellFilesHandle:
 
     async def write(self, path: str, data: bytes | AsyncIterable[bytes]) -> int:
         return await self.service.write(self.owner, path, data)
+
+    async def extract(self, req: Extract, data: bytes | AsyncIterable[bytes]) -> Extracted:
+        return await self.service.extract(self.owner, req, data)
 
     async def delete(self, path: str, *, recursive: bool = False) -> None:
         await self.service.delete(self.owner, path, recursive=recursive)

@@ -21,6 +21,7 @@ Action = Literal[
     "session.delete",
     "chat",
     "file.write",
+    "file.extract",
     "file.delete",
     "process.kill",
     "cell.restart",

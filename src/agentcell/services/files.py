@@ -9,8 +9,9 @@ from pathlib import PurePosixPath
 
 from agentcell.config import Settings
 from agentcell.errors import FileTooLarge, InvalidPath, PayloadTooLarge
-from agentcell.executor.protocol import Entries
+from agentcell.executor.protocol import Entries, Extract
 from agentcell.sandbox.service import CellHandle
+from agentcell.schemas import FilesExtracted
 from agentcell.services.audit import Audit
 from agentcell.services.cells import Cells, CellStream
 
@@ -88,11 +89,37 @@ class Files:
         """Write ``body`` to ``path`` (replaced atomically; parents are created): the path as
         written, and its size."""
         path = checked(path, allow_root=False)
+        data = self._limited(body, declared_size, "split the file, or ask for a larger limit")
+        async with self._cells.using(owner) as cell:
+            size = await cell.files.write(path, data)
+        await self._audit.record(owner, "file.write", target=path, detail=f"{size} bytes")
+        return path, size
+
+    async def extract(
+        self, owner: str, path: str, body: AsyncIterable[bytes], declared_size: int | None = None
+    ) -> FilesExtracted:
+        """Unpack the archive ``body`` (ZIP or tar, plain or compressed) into the folder
+        ``path``, made if missing, inside the cell: nothing is written unless the whole archive
+        passes (no entry leaving the folder, no links, devices or FIFOs, within the entry, size
+        and ratio limits). Files that exist are replaced, folders merged."""
+        path = checked(path)
+        hint = "split the archive, or ask for a larger AGENTCELL_MAX_UPLOAD_BYTES"
+        data = self._limited(body, declared_size, hint)
+        s = self._settings
+        req = Extract(path, s.max_extract_entries, s.max_extract_bytes, s.max_extract_ratio)
+        async with self._cells.using(owner) as cell:
+            done = await cell.files.extract(req, data)
+        detail = f"{done.entries} entries, {done.size} bytes"
+        await self._audit.record(owner, "file.extract", target=path, detail=detail)
+        return FilesExtracted(path=path, entries=done.entries, bytes=done.size)
+
+    def _limited(
+        self, body: AsyncIterable[bytes], declared_size: int | None, hint: str
+    ) -> AsyncIterator[bytes]:
+        """``body``, refused (413) once past the upload limit: up front by its declared size,
+        else as it streams (the executor then drops what it received: nothing is written)."""
         limit = self._settings.max_upload_bytes
-        too_large = PayloadTooLarge(
-            f"uploads are limited to {limit} bytes",
-            hint="split the file, or ask for a larger limit",
-        )
+        too_large = PayloadTooLarge(f"uploads are limited to {limit} bytes", hint=hint)
         if declared_size is not None and declared_size > limit:
             raise too_large
 
@@ -101,13 +128,10 @@ class Files:
             async for chunk in body:
                 total += len(chunk)
                 if total > limit:
-                    raise too_large  # the executor drops its temp file: nothing is written
+                    raise too_large
                 yield chunk
 
-        async with self._cells.using(owner) as cell:
-            size = await cell.files.write(path, limited())
-        await self._audit.record(owner, "file.write", target=path, detail=f"{size} bytes")
-        return path, size
+        return limited()
 
     async def delete(self, owner: str, path: str, *, recursive: bool = False) -> None:
         path = checked(path, allow_root=False)

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.executor.protocol import LIST_PAGE, LIST_PAGE_MAX
-from agentcell.schemas import FileEntry, FileList, FileWritten
+from agentcell.schemas import FileEntry, FileList, FilesExtracted, FileWritten
 from agentcell.services.files import Download
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -94,6 +94,28 @@ async def upload(
     size = int(declared) if declared.isdigit() else None
     path, written = await services.files.upload(user.id, path, request.stream(), size)
     return FileWritten(path=path, size=written)
+
+
+_ARCHIVE_BODY = {
+    "description": "the archive's bytes: a ZIP, or a tar (plain, gzip, bzip2 or xz)",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.post("/extract", status_code=201, openapi_extra={"requestBody": _ARCHIVE_BODY})
+async def extract(
+    request: Request, user: CurrentUser, services: ServicesDep, path: PathQuery = "."
+) -> FilesExtracted:
+    """Unpack the request body, a ZIP or a tar (plain, gzip, bzip2 or xz: told by its
+    content), into the folder ``path`` (made if missing), inside the cell. The whole archive is
+    checked before anything is written: an entry that is absolute, leaves the folder, is a link,
+    a device or a FIFO answers 400 ``unsafe_archive``; past the entry, size or ratio limits 413
+    ``archive_too_large``; not an archive (or a damaged one) 400 ``invalid_archive``; an entry
+    meeting a file where it is a folder (or the reverse, or a link) 409 ``conflict``; each
+    naming the entry. Files that exist are replaced; folders are merged."""
+    declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else None
+    return await services.files.extract(user.id, path, request.stream(), size)
 
 
 @router.delete("", status_code=204)
