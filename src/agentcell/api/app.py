@@ -25,6 +25,7 @@ from agentcell.api.routes import (
     jobs,
     network,
     ops,
+    page,
     ports,
     schedules,
     secrets,
@@ -159,6 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="A private, persistent, hardened sandbox per user, driven by an agent.",
         lifespan=lifespan,
         responses=errors.RESPONSES,
+        docs_url=None,  # served offline by routes/page.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.limits = Limits.from_settings(settings)
@@ -179,11 +182,13 @@ def create_app(settings: Settings) -> FastAPI:
         schedules,
         audit,
         ops,
+        page,
     )
     for module in routers:
         app.include_router(module.router)
     novnc = StaticFiles(directory=settings.web_dir / desktop.NOVNC, check_dir=False)
     app.mount(desktop.PREFIX + "novnc", novnc, name="novnc")  # the desktop viewer's RFB client
+    app.mount("/static", page.static_files(), name="static")  # the web page's own files
     app.state.mcp = mcp.endpoint()
     app.add_route(mcp.PATH, app.state.mcp.door, include_in_schema=False)  # MCP over HTTP
     app.add_middleware(SecurityHeaders)

@@ -15,10 +15,13 @@ LOCKED = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
 def page_policy(frame_src: str = "", frame_ancestors: str = "'none'") -> str:
-    """The policy of a page of ours: its own files only, no inline script, no eval."""
+    """The policy of a page of ours: its own files only, no inline script, no eval. Style
+    elements may be inline (the terminal, xterm.js, writes its own), style attributes not
+    (nothing rendered from a model or a file can style itself)."""
     frames = " ".join(filter(None, ("'self'", frame_src)))
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "style-src-elem 'self' 'unsafe-inline'; style-src-attr 'none'; img-src 'self' blob: data:; "
         f"connect-src 'self'; frame-src {frames}; worker-src 'self' blob:; object-src 'none'; "
         f"base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     )

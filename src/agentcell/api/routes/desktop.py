@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from agentcell.api.browser import TOKEN_PARAM, browser_user, first_of, refuse
 from agentcell.api.deps import CurrentUser, ServicesDep
+from agentcell.api.security import page_policy
 from agentcell.errors import AgentcellError, NotFound
 from agentcell.executor.duplex import Duplex
 from agentcell.executor.protocol import DESKTOP_VNC_PORT
@@ -48,7 +49,11 @@ async def desktop(user: CurrentUser, services: ServicesDep) -> CellDesktop:
 
 @router.get("/desktop/", include_in_schema=False)
 async def viewer() -> FileResponse:
-    return FileResponse(VIEWER / "index.html", media_type="text/html")
+    # The web page shows the viewer in a frame of its own origin.
+    policy = page_policy(frame_ancestors="'self'")
+    return FileResponse(
+        VIEWER / "index.html", media_type="text/html", headers={"content-security-policy": policy}
+    )
 
 
 @router.get("/desktop/{name}", include_in_schema=False)

@@ -121,7 +121,9 @@ def traded_for_cookie(request: Request, port: int, services: Services) -> Respon
         path=relay.PREFIX,
         secure=request.url.scheme == "https",
         httponly=True,
-        samesite="strict",
+        # Lax, not Strict: the page opens the preview origin from its own, another site, and
+        # a Strict cookie would not come with that navigation's requests.
+        samesite="lax",
     )
     return response
 
