@@ -240,6 +240,14 @@ class AdminCell(BaseModel):
     active: int
     created_at: datetime
     last_active_at: datetime
+    memory_bytes: int | None = Field(
+        None, description="in use without page cache, as docker stats counts it (running cells)"
+    )
+
+
+class AdminCellState(BaseModel):
+    owner: str
+    state: str = Field(description="after the action: paused, stopped or removed")
 
 
 class ReapResult(BaseModel):

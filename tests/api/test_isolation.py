@@ -141,6 +141,9 @@ MATRIX: tuple[Row, ...] = (
     Row("DELETE", "/v1/users/{victim}", (U, U, A, A, 404), params=(("x", "x"),)),
     Row("GET", "/v1/admin/cells", (U, U, A, A, 200)),
     Row("POST", "/v1/admin/cells/reap", (U, U, A, A, 200)),
+    Row("POST", "/v1/admin/cells/{victim}/pause", (U, U, A, A, 404)),
+    Row("POST", "/v1/admin/cells/{victim}/stop", (U, U, A, A, 404)),
+    Row("DELETE", "/v1/admin/cells/{victim}", (U, U, A, A, 404)),
     # MCP: a user's key opens their own cell's tools (tests/api/test_mcp.py goes further).
     Row(
         "POST",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
+from typing import Literal
 
 from agentcell.config import Settings
 from agentcell.errors import AgentcellError
@@ -27,6 +29,7 @@ from agentcell.executor.protocol import (
     TerminalInfo,
 )
 from agentcell.sandbox.audit import ExecAudit
+from agentcell.sandbox.base import CellState
 from agentcell.sandbox.cell import Cell
 from agentcell.sandbox.egress import EgressHooks
 from agentcell.sandbox.manager import CellManager
@@ -282,10 +285,22 @@ class LocalCells(CellService):
         return CellProfile(image=self.manager.image, limits=s.limits)
 
     async def overview(self) -> list[CellStatus]:
-        return [status_of(c) for c in self.manager.cells()]
+        def read() -> list[CellStatus]:  # a cgroup file a cell here, each a few microseconds
+            memory = self.manager.backend.memory_bytes
+            return [
+                dataclasses.replace(status_of(c), memory_bytes=memory(c.container_id))
+                if c.state is CellState.RUNNING
+                else status_of(c)
+                for c in self.manager.cells()
+            ]
+
+        return await asyncio.to_thread(read)
 
     async def reap(self) -> ReapReport:
         return await self.manager.reap()
+
+    async def put_down(self, owner: str, tier: Literal["pause", "stop", "remove"]) -> CellState:
+        return await self.manager.put_down(owner, tier)
 
     async def health(self) -> CellHealth:
         backend = self.manager.backend

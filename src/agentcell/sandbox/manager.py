@@ -29,7 +29,7 @@ from agentcell.sandbox.egress import EgressHooks, Listeners
 from agentcell.sandbox.lifecycle import Lifecycle, Roster, memory_budget_mb
 from agentcell.sandbox.placements import JsonPlacements, Placements
 from agentcell.sandbox.pool import WarmPool, new_cell_id
-from agentcell.sandbox.reaper import Reaper
+from agentcell.sandbox.reaper import Reaper, Tier
 from agentcell.sandbox.reconcile import reconcile
 from agentcell.sandbox.service import ReapReport
 from agentcell.sandbox.uids import CellUids
@@ -251,6 +251,10 @@ class CellManager:
     async def reap(self, now: float | None = None) -> ReapReport:
         """Move idle cells down the tiers; notice cells that died on their own."""
         return await self.reaper.reap(now)
+
+    async def put_down(self, owner: str, tier: Tier) -> CellState:
+        """Pause, stop or remove one idle cell now (the workspace kept)."""
+        return await self.reaper.put_down(owner, tier)
 
     def refill_pool(self) -> None:
         self.pool.refill()

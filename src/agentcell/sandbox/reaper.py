@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
-from agentcell.errors import AgentcellError
+from agentcell.errors import AgentcellError, Conflict, NotFound
 from agentcell.sandbox.base import CellState
 from agentcell.sandbox.cell import Cell, death_error
 from agentcell.sandbox.lifecycle import Lifecycle
@@ -18,6 +19,7 @@ from agentcell.sandbox.service import ReapReport
 log = logging.getLogger(__name__)
 
 GONE = (CellState.REMOVED, CellState.DEAD)
+Tier = Literal["pause", "stop", "remove"]
 
 
 class Reaper:
@@ -57,6 +59,29 @@ class Reaper:
         ):
             await life.pause_locked(cell)
             report.paused += 1
+
+    async def put_down(self, owner: str, tier: Tier) -> CellState:
+        """The operator's tier for one cell now: ``pause``, ``stop`` or ``remove`` (the
+        workspace kept). Work in flight is never cut: a busy cell is a Conflict."""
+        cell = self.lifecycle.roster.owned.get(owner)
+        if cell is None or cell.state in GONE:
+            raise NotFound(f"{owner!r} has no cell here", hint="see GET /v1/admin/cells")
+        async with self.lifecycle.roster.lock(cell):
+            if cell.active:
+                raise Conflict(
+                    f"{owner!r}'s cell is working ({cell.active} calls or streams open)",
+                    hint="try again when they end; the idle tiers also apply on their own",
+                )
+            life = self.lifecycle
+            if tier == "remove":
+                await life.remove_locked(cell)
+            elif tier == "stop" and cell.state is not CellState.STOPPED:
+                await life.stop_locked(cell)
+            elif tier == "pause" and cell.state is CellState.RUNNING:
+                if not life.backend.features.supports_pause:
+                    raise Conflict("this runtime cannot pause cells", hint="stop it instead")
+                await life.pause_locked(cell)
+            return cell.state
 
     async def _notice_deaths(self, report: ReapReport) -> None:
         life = self.lifecycle

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from agentcell.config import CellLimits
 from agentcell.executor.client import ExecResult
@@ -50,6 +50,7 @@ class CellStatus:
     active: int  # calls and streams in flight
     created_at: float  # unix seconds
     last_active_at: float
+    memory_bytes: int | None = None  # in use, without page cache (overview() only; None: unknown)
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,11 @@ class CellService(Protocol):
 
     async def reap(self) -> ReapReport:
         """Apply the idle tiers now (they also apply on their own, periodically)."""
+        ...
+
+    async def put_down(self, owner: str, tier: Literal["pause", "stop", "remove"]) -> CellState:
+        """Pause, stop or remove the owner's idle cell now (its workspace kept); a cell at
+        work is a Conflict, no cell a NotFound. Its next call wakes or recreates it."""
         ...
 
     async def health(self) -> CellHealth:

@@ -26,6 +26,7 @@ Action = Literal[
     "process.kill",
     "cell.restart",
     "cell.delete",
+    "cell.admin",
     "job.create",
     "job.cancel",
     "job.retry",

@@ -9,11 +9,12 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from agentcell.config import CellLimits
 from agentcell.errors import AgentcellError
 from agentcell.executor.protocol import Process
+from agentcell.sandbox.base import CellState
 from agentcell.sandbox.service import CellCounters, CellHandle, CellService, ReapReport
 from agentcell.sandbox.service import CellStatus as CellRecord
 from agentcell.services.audit import Audit
@@ -173,6 +174,12 @@ class Cells:
     async def reap(self) -> ReapReport:
         """Apply the idle tiers now (the reaper also does every ``reap_interval_s``)."""
         return await self.service.reap()
+
+    async def put_down(self, owner: str, tier: Literal["pause", "stop", "remove"]) -> CellState:
+        """The admin pauses, stops or removes an idle cell (its workspace kept)."""
+        state = await self.service.put_down(owner, tier)
+        await self._audit.record(owner, "cell.admin", detail=tier)
+        return state
 
     async def health(self) -> Health:
         """Whether the engine and the database answer. Anyone may ask (``/healthz``), so calls

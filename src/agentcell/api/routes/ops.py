@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentcell import __version__
 from agentcell.api.deps import AdminOnly, MetricsDep, ServicesDep
-from agentcell.schemas import AdminCell, Health, ReapResult
+from agentcell.schemas import AdminCell, AdminCellState, Health, ReapResult
 
 router = APIRouter(tags=["ops"])
 
@@ -46,9 +46,31 @@ async def admin_cells(services: ServicesDep) -> list[AdminCell]:
             active=c.active,
             created_at=datetime.fromtimestamp(c.created_at, UTC),
             last_active_at=datetime.fromtimestamp(c.last_active_at, UTC),
+            memory_bytes=c.memory_bytes,
         )
         for c in await services.cells.every_cell()
     ]
+
+
+@router.post("/v1/admin/cells/{user_id}/pause", dependencies=[AdminOnly], tags=["admin"])
+async def admin_pause(user_id: str, services: ServicesDep) -> AdminCellState:
+    """Pause the owner's idle cell now (its memory kept); their next call thaws it."""
+    state = await services.cells.put_down(user_id, "pause")
+    return AdminCellState(owner=user_id, state=state.value)
+
+
+@router.post("/v1/admin/cells/{user_id}/stop", dependencies=[AdminOnly], tags=["admin"])
+async def admin_stop(user_id: str, services: ServicesDep) -> AdminCellState:
+    """Stop the owner's idle cell now; their next call starts it again."""
+    state = await services.cells.put_down(user_id, "stop")
+    return AdminCellState(owner=user_id, state=state.value)
+
+
+@router.delete("/v1/admin/cells/{user_id}", dependencies=[AdminOnly], tags=["admin"])
+async def admin_remove(user_id: str, services: ServicesDep) -> AdminCellState:
+    """Remove the owner's idle cell now; the workspace is kept for their next call's cell."""
+    state = await services.cells.put_down(user_id, "remove")
+    return AdminCellState(owner=user_id, state=state.value)
 
 
 @router.post("/v1/admin/cells/reap", dependencies=[AdminOnly], tags=["admin"])
