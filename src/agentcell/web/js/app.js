@@ -27,10 +27,12 @@ async function show() {
   }
   const root = clear(main);
   root.dataset.view = name;
+  delete root.dataset.ready;
   try {
     const view = await import(`/static/js/views/${name}.js`);
     leave = (await view.mount(root, {me})) || null;
     performance.mark("agentcell:view", {detail: name}); // interactive (bench/web.py)
+    root.dataset.ready = name; // the view has what it first shows
   } catch (error) {
     clear(root, errorBox(error));
   }
