@@ -179,6 +179,12 @@ class CellPublic(BaseModel):
     network: str = Field(description="your egress mode: none, allowlist or public")
     created_at: datetime | None
     last_active_at: datetime | None
+    memory_bytes: int | None = Field(
+        None, description="memory in use now (a running cell), without page cache"
+    )
+    workspace_bytes: int | None = Field(
+        None, description="what your workspace holds, of limits.workspace_mb (where enforced)"
+    )
 
 
 class FileEntry(BaseModel):

@@ -91,3 +91,24 @@ def test_no_cell_is_404_and_only_the_admin_may(server: Live) -> None:
         me = alice.get("/v1/me").json()["id"]
         assert_error(alice.post(f"/v1/admin/cells/{me}/pause"), 403, "forbidden")
         assert_error(alice.delete(f"/v1/admin/cells/{me}"), 403, "forbidden")
+
+
+def test_a_user_sees_their_cells_usage(server: Live) -> None:
+    with add_user(server, "alice") as alice:
+        before = alice.get("/v1/cell").json()
+        assert before["memory_bytes"] is None  # no cell yet
+        alice.post("/v1/cell/exec", json={"code": "1"})
+        running = alice.get("/v1/cell").json()
+        assert 1 << 20 < running["memory_bytes"] < running["limits"]["memory_mb"] << 20
+        used = running["workspace_bytes"]
+        assert isinstance(used, int)  # the tests run as root: workspaces are volumes of their own
+        write = "head -c 4M /dev/urandom > big.bin && sync"
+        assert (
+            alice.post("/v1/cell/exec", json={"language": "shell", "code": write}).json()[
+                "exit_code"
+            ]
+            == 0
+        )
+        grown = alice.get("/v1/cell").json()["workspace_bytes"]
+        assert grown - used >= 4 << 20
+        assert grown < running["limits"]["workspace_mb"] << 20

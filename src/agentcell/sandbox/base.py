@@ -234,3 +234,8 @@ class Backend(Protocol):
         """Memory the container uses now, without page cache; ``None`` when unknown (gone,
         or the engine does not say). Never raises."""
         ...
+
+    def storage_used_bytes(self, cell_id: str) -> int | None:
+        """Bytes the cell's storage holds, where it is a volume of its own (its quota);
+        ``None`` otherwise. Never raises."""
+        ...

@@ -95,7 +95,18 @@ class LocalCells(CellService):
 
     async def status(self, owner: str) -> CellStatus | None:
         cell = self.manager.get(owner)
-        return None if cell is None else status_of(cell)
+        if cell is None:
+            return None
+        backend, running = self.manager.backend, cell.state is CellState.RUNNING
+
+        def usage() -> CellStatus:  # a cgroup file and a statvfs: well under a millisecond
+            return dataclasses.replace(
+                status_of(cell),
+                memory_bytes=backend.memory_bytes(cell.container_id) if running else None,
+                storage_bytes=backend.storage_used_bytes(cell.cell_id),
+            )
+
+        return await asyncio.to_thread(usage)
 
     async def restart(self, owner: str) -> CellStatus:
         return status_of(await self.manager.restart(owner))

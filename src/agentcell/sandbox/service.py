@@ -50,7 +50,9 @@ class CellStatus:
     active: int  # calls and streams in flight
     created_at: float  # unix seconds
     last_active_at: float
-    memory_bytes: int | None = None  # in use, without page cache (overview() only; None: unknown)
+    # Usage, read by status() and overview() (None: unknown, or not running).
+    memory_bytes: int | None = None  # in use, without page cache
+    storage_bytes: int | None = None  # the workspace's volume holds (status() only)
 
 
 @dataclass(frozen=True)

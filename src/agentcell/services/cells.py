@@ -32,6 +32,8 @@ class CellStatus:
     network: str  # the mode of the owner's egress policy
     created_at: datetime | None
     last_active_at: datetime | None
+    memory_bytes: int | None = None  # in use now (running), without page cache
+    workspace_bytes: int | None = None  # what the workspace's volume holds (quota'd)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class Cells:
             network=await self._network_mode(owner),
             created_at=_time(cell.created_at) if cell else None,
             last_active_at=_time(cell.last_active_at) if cell else None,
+            memory_bytes=cell.memory_bytes if cell else None,
+            workspace_bytes=cell.storage_bytes if cell else None,
         )
 
     async def restart(self, owner: str) -> CellStatus:

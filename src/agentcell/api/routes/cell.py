@@ -34,6 +34,8 @@ def cell_public(status: CellStatus) -> CellPublic:
         network=status.network,
         created_at=status.created_at,
         last_active_at=status.last_active_at,
+        memory_bytes=status.memory_bytes,
+        workspace_bytes=status.workspace_bytes,
     )
 
 

@@ -175,6 +175,9 @@ class DockerBackend:
         self.workspaces.ensure(cell_id, uid)
         self._control_dir(cell_id, uid)  # clears a stale socket: readiness = a fresh server
 
+    def storage_used_bytes(self, cell_id: str) -> int | None:
+        return self.workspaces.used_bytes(cell_id)
+
     def detach_storage(self, cell_id: str) -> None:
         self.workspaces.unmount(cell_id)
 

@@ -99,6 +99,17 @@ class Workspaces:
             (path / "lost+found").rmdir()
         return path
 
+    def used_bytes(self, ws_id: str) -> int | None:
+        """What the workspace's own file system holds (None: not a quota'd volume, or not
+        mounted)."""
+        if not self.enforced or not self.mounted(ws_id):
+            return None
+        try:
+            fs = os.statvfs(self.path(ws_id))
+        except OSError:
+            return None
+        return (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+
     def unmount(self, ws_id: str) -> None:
         """Only for a workspace no running container uses: a running one keeps its bind mount
         of the old mount, and mounting the image again under it would mount one ext4 twice."""
