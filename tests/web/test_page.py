@@ -255,6 +255,36 @@ def test_an_uploaded_svg_or_html_never_runs_in_the_page(
     no_problems(page)
 
 
+def test_a_job_shows_its_log_live_and_is_cancelled(sign_in: SignIn, alice: httpx.Client) -> None:
+    page = sign_in(key_of(alice))
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#nav a[data-view=jobs]")
+    page.wait_for_selector("main[data-ready=jobs]")
+    page.select_option("#job-language", "shell")
+    page.fill("#job-code", "for i in 1 2 3; do echo line $i; sleep 1; done; mkdir -p out")
+    page.click("#job-submit")
+    page.wait_for_selector("#job-log")
+    page.wait_for_function(
+        "() => document.querySelector('#job-log').innerText.includes('line 1')", timeout=60_000
+    )
+    early = page.inner_text("#job-log")
+    assert "line 3" not in early  # followed live, not read at the end
+    page.wait_for_selector("#job-state .state-succeeded", timeout=60_000)
+    assert "line 3" in page.inner_text("#job-log")
+    shot(page, "job")
+    page.click("#job-back")
+    page.wait_for_selector("main[data-ready=jobs]")
+    page.select_option("#job-language", "shell")
+    page.fill("#job-code", "echo sleeping; sleep 300")
+    page.click("#job-submit")
+    page.wait_for_selector("#job-state .state-running", timeout=60_000)
+    page.click("#job-cancel")
+    page.wait_for_selector("#job-state .state-cancelled", timeout=60_000)
+    jobs = alice.get("/v1/jobs").json()["jobs"]
+    assert sorted(j["state"] for j in jobs) == ["cancelled", "succeeded"]
+    no_problems(page)
+
+
 def test_a_terminal_runs_a_command(sign_in: SignIn, alice: httpx.Client) -> None:
     page = sign_in(key_of(alice))
     page.click("#nav a[data-view=terminal]")
@@ -328,7 +358,7 @@ def test_every_view_renders(sign_in: SignIn, chat_server: Live, alice: httpx.Cli
     admin = sign_in(chat_server.admin_token)
     assert admin.inner_text("#who-name") == "admin"
     alice_id = alice.get("/v1/me").json()["id"]
-    for view, shows in (("users", "alice"), ("cells", alice_id), ("audit", "signin")):
+    for view, shows in (("users", alice_id), ("cells", "MiB"), ("audit", "signin")):
         admin.click(f"#nav a[data-view={view}]")
         admin.wait_for_selector(f"main[data-ready={view}]")
         admin.wait_for_function(

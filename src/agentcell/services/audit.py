@@ -6,6 +6,7 @@ the agent's tools), in ``sandbox.audit``; the store is its sink.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from agentcell.store import AuditEvent, Store
@@ -71,8 +72,18 @@ class Audit:
         )
 
     async def events(
-        self, owner: str | None, *, limit: int, before_id: int | None = None, kind: str = ""
+        self,
+        owner: str | None,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        kind: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditEvent]:
         """The owner's events, newest first (everyone's for ``None``: the admin); ``kind``:
-        those of one kind only (``egress``, ``job``, ``exec``...)."""
-        return await self._store.audit(owner, limit=limit, before_id=before_id, kind=kind)
+        those of one kind only (``egress``, ``job``, ``exec``...); ``since``/``until``: a time
+        window."""
+        return await self._store.audit(
+            owner, limit=limit, before_id=before_id, kind=kind, since=since, until=until
+        )

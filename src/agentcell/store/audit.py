@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, insert, literal, or_, select, update
@@ -179,9 +180,12 @@ class AuditTrail(Tables):
         limit: int = 100,
         before_id: int | None = None,
         kind: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditEvent]:
         """Events newest first: one user's, or everyone's when ``user_id`` is None (admin);
-        ``kind``: only actions of that kind (``job`` takes ``job.create``, ``job.end``...).
+        ``kind``: only actions of that kind (``job`` takes ``job.create``, ``job.end``...);
+        ``since`` / ``until``: at or after, before those times.
 
         Page on with ``before_id`` = the last id of the previous page.
         """
@@ -194,6 +198,10 @@ class AuditTrail(Tables):
             query = query.where(AuditEvent.user_id == user_id)
         if before_id is not None:
             query = query.where(AuditEvent.id < before_id)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        if until is not None:
+            query = query.where(AuditEvent.at < until)
         if kind:
             query = query.where(
                 or_(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -26,8 +27,18 @@ async def audit(
             description="only events of this kind: egress, exec, job, file, network, secret...",
         ),
     ] = "",
+    user: Annotated[
+        str, Query(max_length=64, description="the admin: only this user's events (an id)")
+    ] = "",
+    since: Annotated[datetime | None, Query(description="events at or after this time")] = None,
+    until: Annotated[datetime | None, Query(description="events before this time")] = None,
 ) -> AuditPage:
-    owner = principal.user.id if principal.user else None
-    events = await services.audit.events(owner, limit=limit, before_id=before, kind=kind)
+    """Your events, newest first (the admin sees everyone's, or one ``user``'s)."""
+    if principal.user is not None and user not in ("", principal.user.id):
+        return AuditPage(events=[], next_before=None)  # a user's own trail only
+    owner = principal.user.id if principal.user else user or None
+    events = await services.audit.events(
+        owner, limit=limit, before_id=before, kind=kind, since=since, until=until
+    )
     page = [AuditEventPublic.model_validate(e, from_attributes=True) for e in events]
     return AuditPage(events=page, next_before=page[-1].id if len(page) == limit else None)

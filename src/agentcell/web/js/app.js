@@ -13,10 +13,12 @@ const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 let me = null;
 let leave = null; // the current view's clean-up
+let shown = 0; // which show() is the latest: an earlier, slower one gives way
 
 function views() { return me && me.admin ? ADMIN_VIEWS : USER_VIEWS; }
 
 async function show() {
+  const ticket = ++shown;
   if (leave) { try { leave(); } catch { /* a view's own trouble */ } leave = null; }
   const names = views().map(([name]) => name);
   const wanted = location.hash.replace(/^#\/?/, "").split("/")[0];
@@ -25,16 +27,20 @@ async function show() {
     link.toggleAttribute("aria-current", link.dataset.view === name);
     if (link.dataset.view === name) link.setAttribute("aria-current", "page");
   }
-  const root = clear(main);
-  root.dataset.view = name;
-  delete root.dataset.ready;
+  // Each view mounts into a fresh element: one that a newer show() replaced is left alone.
+  const root = h("div", {class: "view"});
+  clear(main, root);
+  main.dataset.view = name;
+  delete main.dataset.ready;
   try {
     const view = await import(`/static/js/views/${name}.js`);
-    leave = (await view.mount(root, {me})) || null;
+    const cleanUp = (await view.mount(root, {me})) || null;
+    if (ticket !== shown) { if (cleanUp) cleanUp(); return; }
+    leave = cleanUp;
     performance.mark("agentcell:view", {detail: name}); // interactive (bench/web.py)
-    root.dataset.ready = name; // the view has what it first shows
+    main.dataset.ready = name; // the view has what it first shows
   } catch (error) {
-    clear(root, errorBox(error));
+    if (ticket === shown) clear(root, errorBox(error));
   }
 }
 

@@ -3,7 +3,7 @@
 // Listing processes or ports starts a stopped cell (and counts as activity), so they load on
 // demand and when the cell runs, never on the timer.
 import {del, get, post} from "/static/js/api.js";
-import {clear, errorBox, h, when} from "/static/js/dom.js";
+import {bytes, clear, errorBox, h, when} from "/static/js/dom.js";
 import {badge, busy, every, row, shownOnce, table} from "/static/js/views/common.js";
 
 const POLL_MS = 3000;
@@ -84,11 +84,20 @@ function facts(cell) {
     ["Image", h("code", {id: "cell-image"}, cell.image)],
     ["Limits", h("span", {id: "cell-limits"}, `${lim.memory_mb} MB memory · ${lim.cpus} CPU · ` +
       `${lim.pids} processes · ${lim.tmp_mb} MB /tmp · ${lim.workspace_mb} MB workspace`)],
+    ["Usage", h("span", {id: "cell-usage"}, usage(cell))],
     ["Network", h("span", {id: "cell-network"}, cell.network, " ", h("a", {href: "#/network"}, "(change)"))],
     ["Created", h("span", {id: "cell-created"}, when(cell.created_at) || "—")],
     ["Last active", h("span", {id: "cell-last-active"}, when(cell.last_active_at) || "—")],
   ];
   return pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]);
+}
+
+function usage(cell) {
+  const memory = cell.memory_bytes === null || cell.memory_bytes === undefined ? "—"
+    : `${bytes(cell.memory_bytes)} of ${cell.limits.memory_mb} MB memory`;
+  const disk = cell.workspace_bytes === null || cell.workspace_bytes === undefined ? ""
+    : ` · ${bytes(cell.workspace_bytes)} of ${cell.limits.workspace_mb} MB workspace`;
+  return memory + disk;
 }
 
 function showProcesses(box, procs, reload) {
