@@ -105,16 +105,8 @@ def test_rfb_through_the_bridge_and_the_viewer_in_chromium(
         viewer_shows_the_browser_agent(live, http, desktop["url"], scripted)
 
 
-def viewer_shows_the_browser_agent(
-    live: Live, http: httpx.Client, url: str, scripted: Scripted
-) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is missing on the host: scripts/setup installs it")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-
+def the_browser_agent_opens_a_red_page(http: httpx.Client, scripted: Scripted) -> None:
+    """A red page served in the cell, and a script: the coordinator has the browser open it."""
     http.put("/v1/files/raw", params={"path": "site/index.html"}, content=PAGE.encode())
     serve = "cd site && python3 -m http.server 8124 --bind 127.0.0.1 >/dev/null 2>&1 &"
     http.post("/v1/cell/exec", json={"language": "shell", "code": serve, "background": True})
@@ -126,6 +118,19 @@ def viewer_shows_the_browser_agent(
         return text("done") if done else call("open", url="http://127.0.0.1:8124/index.html")
 
     scripted.script = script
+
+
+def viewer_shows_the_browser_agent(
+    live: Live, http: httpx.Client, url: str, scripted: Scripted
+) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is missing on the host: scripts/setup installs it")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    the_browser_agent_opens_a_red_page(http, scripted)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page()

@@ -4,14 +4,15 @@ works: the viewer in a frame of the page, its canvas drawing the agent's Chromiu
 from __future__ import annotations
 
 import pytest
-from pydantic_ai.messages import ModelMessage, ModelResponse
-from pydantic_ai.models.function import AgentInfo
 
 from tests.agent.conftest import full_image  # noqa: F401 - a fixture
-from tests.api.test_desktop import PAGE, desktop_server  # noqa: F401 - a fixture
+from tests.api.test_desktop import (  # noqa: F401 - a fixture
+    desktop_server,
+    the_browser_agent_opens_a_red_page,
+)
 from tests.api.test_sessions import add_user
 from tests.conftest import Live
-from tests.scripted import Scripted, call, returned, role, text
+from tests.scripted import Scripted
 from tests.web.test_page import SignIn, browser, key_of, shot, sign_in  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -29,17 +30,7 @@ def test_the_desktop_shows_beside_the_chat_while_the_browser_agent_works(
     scripted: Scripted,
 ) -> None:
     with add_user(desktop_server, "alice") as http:
-        http.put("/v1/files/raw", params={"path": "site/index.html"}, content=PAGE.encode())
-        serve = "cd site && python3 -m http.server 8124 --bind 127.0.0.1 >/dev/null 2>&1 &"
-        http.post("/v1/cell/exec", json={"language": "shell", "code": serve, "background": True})
-
-        def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-            done = returned(messages)
-            if role(info) == "coordinator":
-                return text("opened") if done else call("delegate_browser", task="open the page")
-            return text("done") if done else call("open", url="http://127.0.0.1:8124/")
-
-        scripted.script = script
+        the_browser_agent_opens_a_red_page(http, scripted)
         page = sign_in(key_of(http))
         page.fill("#chat-input", "open my page")
         page.click("#chat-send")

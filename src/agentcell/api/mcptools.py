@@ -8,7 +8,6 @@ import contextlib
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -16,13 +15,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from agentcell.api.publish import job_public
+from agentcell.api.publish import file_list, job_public
 from agentcell.api.schemas import CONTEXT_PATTERN
 from agentcell.errors import AgentcellError, FileTooLarge
 from agentcell.sandbox.audit import started_by
 from agentcell.schemas import (
     ExecResponse,
-    FileEntry,
     FileList,
     FileWritten,
     JobKind,
@@ -125,17 +123,7 @@ async def list_files(ctx: Ctx, path: WorkspacePath = ".", cursor: str = "") -> F
     """A folder's entries by name; while next_cursor is set, pass it as cursor for more."""
     caller = caller_of(ctx)
     path, page = await caller.services.files.page(caller.user.id, path, 0, cursor)
-    entries = [
-        FileEntry(
-            name=e.name,
-            path=e.path,
-            type=e.type,
-            size=e.size,
-            modified_at=datetime.fromtimestamp(e.modified_at, UTC),
-        )
-        for e in page.entries
-    ]
-    return FileList(path=path, entries=entries, next_cursor=page.next_cursor or None)
+    return file_list(path, page)
 
 
 async def read_file(ctx: Ctx, path: WorkspacePath) -> str:

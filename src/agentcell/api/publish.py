@@ -1,10 +1,28 @@
-"""Store rows as API v1 answers, for the routes that share them."""
+"""Store rows and cell answers as API v1 answers, for the routes (and /mcp) that share them."""
 
 from __future__ import annotations
 
-from agentcell.schemas import JobPublic, JobStateChange, SchedulePublic
+from datetime import UTC, datetime
+
+from agentcell.executor.protocol import Entries
+from agentcell.schemas import FileEntry, FileList, JobPublic, JobStateChange, SchedulePublic
 from agentcell.services.jobs import template_of
 from agentcell.store.models import Job, JobEvent, Schedule
+
+
+def file_list(path: str, page: Entries) -> FileList:
+    """A page of a folder's entries."""
+    entries = [
+        FileEntry(
+            name=e.name,
+            path=e.path,
+            type=e.type,
+            size=e.size,
+            modified_at=datetime.fromtimestamp(e.modified_at, UTC),
+        )
+        for e in page.entries
+    ]
+    return FileList(path=path, entries=entries, next_cursor=page.next_cursor or None)
 
 
 def job_public(job: Job, events: list[JobEvent] | None = None) -> JobPublic:

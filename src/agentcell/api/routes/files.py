@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated
 from urllib.parse import quote
@@ -12,9 +11,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
+from agentcell.api.publish import file_list
 from agentcell.api.streams import TimedStreamingResponse
 from agentcell.executor.protocol import LIST_PAGE, LIST_PAGE_MAX
-from agentcell.schemas import FileEntry, FileList, FilesExtracted, FileWritten
+from agentcell.schemas import FileList, FilesExtracted, FileWritten
 from agentcell.services.files import Download
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -54,20 +54,7 @@ async def list_files(
     """A folder's entries by name, one page at a time: while ``next_cursor`` is set, pass it
     back as ``cursor`` for the next page."""
     path, page = await services.files.page(user.id, path, limit, cursor)
-    return FileList(
-        path=path,
-        entries=[
-            FileEntry(
-                name=e.name,
-                path=e.path,
-                type=e.type,
-                size=e.size,
-                modified_at=datetime.fromtimestamp(e.modified_at, UTC),
-            )
-            for e in page.entries
-        ],
-        next_cursor=page.next_cursor or None,
-    )
+    return file_list(path, page)
 
 
 @router.get("/raw", response_class=StreamingResponse, responses={200: {"content": {"*/*": {}}}})
