@@ -7,6 +7,7 @@ import pytest
 
 from tests.agent.conftest import full_image  # noqa: F401 - a fixture
 from tests.api.test_desktop import (  # noqa: F401 - a fixture
+    RED_ON_CANVAS,
     desktop_server,
     the_browser_agent_opens_a_red_page,
 )
@@ -38,6 +39,9 @@ def test_the_desktop_shows_beside_the_chat_while_the_browser_agent_works(
         viewer = frame.content_frame()
         assert viewer is not None
         viewer.wait_for_selector("#screen canvas", timeout=60_000)
+        # The browser agent worked on the desktop's display from its first page: its red page
+        # is drawn on the viewer's canvas, beside the chat.
+        viewer.wait_for_function(RED_ON_CANVAS, timeout=120_000)
         page.wait_for_selector(".message.assistant.finished", timeout=300_000)
         shot(page, "chat-with-desktop")
         assert page.problems == []  # type: ignore[attr-defined]

@@ -348,7 +348,7 @@ def test_every_view_renders(sign_in: SignIn, chat_server: Live, alice: httpx.Cli
     for view in ("chat", "files", "jobs", "cell", "network", "desktop"):
         page.click(f"#nav a[data-view={view}]")
         page.wait_for_selector(f"main[data-ready={view}]", timeout=60_000)
-        shot(page, view)
+        shot(page, f"view-{view}")
     phone = page.context.browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[union-attr]
     phone.goto(chat_server.url + "/")
     phone.wait_for_selector("#api-key")

@@ -9,6 +9,7 @@ turn's event sink, so the API sees one ordered stream for the whole turn.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterable, Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from agentcell.agent.events import AgentEvent, AgentName, AgentStep, Text, ToolC
 from agentcell.agent.memory import memory_instructions, remember
 from agentcell.agent.tools import CODER_TOOLS, AgentDeps, EventSink, trim
 from agentcell.config import Settings
+from agentcell.errors import AgentcellError, InvalidRequest
 
 DISPLAY_CHARS = 4000  # a tool result as the events show it (the model saw more)
 DELEGATE = "delegate_"
@@ -77,6 +79,8 @@ BROWSER_INSTRUCTIONS = f"""You read and use web pages. {SANDBOX}
 - If a tool says there is no network or no browser, stop and report that clearly.
 - End with a short report of what you found, quoting the relevant text.
 - {UNTRUSTED}"""
+
+log = logging.getLogger(__name__)
 
 
 def limits_of(settings: Settings) -> UsageLimits:
@@ -165,6 +169,14 @@ async def delegate_browser(ctx: RunContext[AgentDeps], task: str) -> str:
     Args:
         task: the complete task, with the URLs and what to find or do.
     """
+    # Where the cell has a live desktop (the full image), the browser works on its display
+    # from its first page, so that the user can watch it (and take over); else headless.
+    try:
+        await ctx.deps.cell.start_desktop()
+    except InvalidRequest:
+        pass  # no desktop in this image
+    except AgentcellError as exc:  # the browser still works, headless
+        log.warning("the live desktop did not start for the browser: %s", exc.message)
     return await _delegate(ctx, BROWSER, "browser", task)
 
 

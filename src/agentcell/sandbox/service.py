@@ -376,6 +376,9 @@ class CellHandle:
     async def ports(self) -> list[Port]:
         return await self.service.ports(self.owner)
 
+    async def start_desktop(self) -> DesktopInfo:
+        return await self.service.start_desktop(self.owner)
+
     def using(self) -> AbstractAsyncContextManager[None]:
         return self.service.using(self.owner)
 
