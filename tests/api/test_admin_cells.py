@@ -54,7 +54,7 @@ def test_the_admin_pauses_stops_and_removes_an_idle_cell(
         again = alice.post("/v1/cell/exec", json={"language": "shell", "code": "cat kept.txt"})
         assert again.json()["stdout"] == "still here"
 
-        assert act(server, "DELETE", f"/v1/admin/cells/{me}").json()["state"] == "removed"
+        assert act(server, "POST", f"/v1/admin/cells/{me}/remove").json()["state"] == "removed"
         with pytest.raises(docker.errors.NotFound):
             container.reload()
         fresh = alice.post("/v1/cell/exec", json={"language": "shell", "code": "cat kept.txt"})
@@ -90,7 +90,7 @@ def test_no_cell_is_404_and_only_the_admin_may(server: Live) -> None:
     with add_user(server, "alice") as alice:
         me = alice.get("/v1/me").json()["id"]
         assert_error(alice.post(f"/v1/admin/cells/{me}/pause"), 403, "forbidden")
-        assert_error(alice.delete(f"/v1/admin/cells/{me}"), 403, "forbidden")
+        assert_error(alice.post(f"/v1/admin/cells/{me}/remove"), 403, "forbidden")
 
 
 def test_a_user_sees_their_cells_usage(server: Live) -> None:

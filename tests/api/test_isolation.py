@@ -143,7 +143,7 @@ MATRIX: tuple[Row, ...] = (
     Row("POST", "/v1/admin/cells/reap", (U, U, A, A, 200)),
     Row("POST", "/v1/admin/cells/{victim}/pause", (U, U, A, A, 404)),
     Row("POST", "/v1/admin/cells/{victim}/stop", (U, U, A, A, 404)),
-    Row("DELETE", "/v1/admin/cells/{victim}", (U, U, A, A, 404)),
+    Row("POST", "/v1/admin/cells/{victim}/remove", (U, U, A, A, 404)),
     # MCP: a user's key opens their own cell's tools (tests/api/test_mcp.py goes further).
     Row(
         "POST",

@@ -66,7 +66,7 @@ async def admin_stop(user_id: str, services: ServicesDep) -> AdminCellState:
     return AdminCellState(owner=user_id, state=state.value)
 
 
-@router.delete("/v1/admin/cells/{user_id}", dependencies=[AdminOnly], tags=["admin"])
+@router.post("/v1/admin/cells/{user_id}/remove", dependencies=[AdminOnly], tags=["admin"])
 async def admin_remove(user_id: str, services: ServicesDep) -> AdminCellState:
     """Remove the owner's idle cell now; the workspace is kept for their next call's cell."""
     state = await services.cells.put_down(user_id, "remove")

@@ -1,7 +1,7 @@
 // Cells (admin): every cell of this server, kept live, with its memory; pause, stop or remove
 // one (idle cells only: one at work answers 409), the idle rules applied on demand, and the
 // deployment's egress rules (the default policy, the ceiling, the extra ports).
-import {del, get, post, put} from "/static/js/api.js";
+import {get, post, put} from "/static/js/api.js";
 import {bytes, clear, errorBox, h, when} from "/static/js/dom.js";
 import {badge, busy, every, field, lines, list, row, syncTable} from "/static/js/views/common.js";
 
@@ -61,7 +61,7 @@ function cellRow(c, names, status, reload) {
     ["running", "paused"].includes(c.state) ? act("stop", "Stop", "Stopping…",
       `Stop the cell of ${name}? Its processes end; their next call starts it again.`, () => post(`${path}/stop`)) : null,
     c.state !== "removed" ? act("remove", "Remove", "Removing…",
-      `Remove the cell of ${name}? The workspace is kept for their next call's cell.`, () => del(path)) : null) : "";
+      `Remove the cell of ${name}? The workspace is kept for their next call's cell.`, () => post(`${path}/remove`)) : null) : "";
   return row({id: `cell-row-${c.cell_id}`, dataset: {owner: c.owner}},
     owner, badge(c.state), c.memory_bytes === null || c.memory_bytes === undefined ? "" : bytes(c.memory_bytes),
     String(c.active), h("code", {}, c.cell_id),
