@@ -4,6 +4,7 @@ have to cross a network to an agentcell node)."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +40,11 @@ async def test_status_ensure_restart_remove(cells: CellService) -> None:
     assert ensured.owner == "alice"
     assert ensured.state is CellState.RUNNING
     assert plain(ensured) == ensured
-    assert await cells.status("alice") == ensured
+    status = await cells.status("alice")
+    assert status is not None
+    assert dataclasses.replace(status, memory_bytes=None, storage_bytes=None) == ensured
+    assert status.memory_bytes is not None  # status() reads the usage; ensure() does not
+    assert status.memory_bytes > 1 << 20
     restarted = await cells.restart("alice")
     assert restarted.cell_id == ensured.cell_id  # the same workspace
     assert restarted.container_id != ensured.container_id

@@ -39,8 +39,9 @@ TABLES = {
     "network_policies",
     "deployment_settings",
     "secrets",
+    "web_sessions",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 def tables(engine: Engine) -> set[str]:
@@ -59,16 +60,22 @@ def test_upgrade_downgrade_upgrade(db_url: str, raw: Engine) -> None:
     upgrade(db_url)  # at head already: nothing to do
     assert revision(raw) == HEAD
 
-    downgrade(db_url, "0005")  # one step down: network policies, deployment settings, secrets
+    downgrade(db_url, "0006")  # one step down: the web page's sign-ins
+    assert revision(raw) == "0006"
+    assert "web_sessions" not in tables(raw)
+    upgrade(db_url)
+    assert tables(raw) >= TABLES
+
+    downgrade(db_url, "0005")  # network policies, deployment settings, secrets
     assert revision(raw) == "0005"
     assert not tables(raw) & {"network_policies", "deployment_settings", "secrets"}
-    upgrade(db_url, "0006")
+    upgrade(db_url)
     assert tables(raw) >= TABLES
 
     downgrade(db_url, "0004")  # jobs, their events and schedules go
     assert revision(raw) == "0004"
     assert not tables(raw) & {"schedules", "jobs", "job_events"}
-    upgrade(db_url, "0006")
+    upgrade(db_url)
     assert tables(raw) >= TABLES
 
     downgrade(db_url, "0003")  # turn locks and placements go

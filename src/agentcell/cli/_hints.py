@@ -27,6 +27,7 @@ PHRASES = {
     "list your jobs to see their ids": "list your jobs to see their ids: agentcell jobs ls",
     "list your schedules: GET /v1/schedules": "list your schedules: agentcell schedules ls",
     "see what listens: GET /v1/cell/ports": "see what listens: agentcell ports ls",
+    "list the cells: GET /v1/admin/cells": "list the cells: agentcell cells ls",
     "list your terminals: GET /v1/cell/terminals": "list your terminals: agentcell terminals ls",
     "list your secrets to see names": "list your secrets: agentcell secrets ls",
     "or cancel one, then submit again": (

@@ -65,7 +65,9 @@ class Reaper:
         workspace kept). Work in flight is never cut: a busy cell is a Conflict."""
         cell = self.lifecycle.roster.owned.get(owner)
         if cell is None or cell.state in GONE:
-            raise NotFound(f"{owner!r} has no cell here", hint="see GET /v1/admin/cells")
+            raise NotFound(
+                f"{owner!r} has no cell here", hint="list the cells: GET /v1/admin/cells"
+            )
         async with self.lifecycle.roster.lock(cell):
             if cell.active:
                 raise Conflict(
