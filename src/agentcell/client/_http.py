@@ -5,7 +5,9 @@ uploads and downloads. The clients only send the calls, each with its own I/O.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +56,25 @@ from agentcell.schemas import (
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+
+
+def tls_for(url: str) -> ssl.SSLContext:
+    """What a client verifies TLS with. httpx would build a context, CA bundle and all, for
+    every client (tens of milliseconds); here ``https://`` shares one a process, made on first
+    use, and ``http://`` gets a bare one that is never used."""
+    return _verifying() if url.startswith("https://") else _unused()
+
+
+@functools.cache
+def _verifying() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+@functools.cache
+def _unused() -> ssl.SSLContext:
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 Auth = Literal["user", "admin", "optional"]
 Upload: TypeAlias = bytes | IO[bytes] | Path
 Dest: TypeAlias = str | Path | IO[bytes]

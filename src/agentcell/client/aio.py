@@ -23,6 +23,7 @@ from agentcell.client._http import (
     download_to,
     joined,
     raise_for,
+    tls_for,
     transport_errors,
     upload,
 )
@@ -76,7 +77,9 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     """The same calls as Client, awaited. ``async with AsyncClient() as c: ...``."""
 
     def _open(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=self.timeout_s, verify=tls_for(self.url)
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -23,6 +23,7 @@ from agentcell.client._http import (
     download_to,
     joined,
     raise_for,
+    tls_for,
     transport_errors,
     upload,
 )
@@ -77,7 +78,7 @@ class Client(BaseClient[httpx.Client]):
     """Blocking client. ``with Client() as c: ...``, or call ``close()``."""
 
     def _open(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=self.timeout_s)
+        return httpx.Client(base_url=self.url, timeout=self.timeout_s, verify=tls_for(self.url))
 
     def __enter__(self) -> Client:
         return self
