@@ -634,6 +634,35 @@ def test_cells_ls_and_reap(api_key: str, capsys: pytest.CaptureFixture[str]) -> 
     assert re.fullmatch(r"paused \d+, stopped \d+, removed \d+, died \d+\n", out)
 
 
+def test_the_admin_puts_one_cell_down_and_rotates_a_key(
+    api_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(api_key=api_key) as client:
+        client.exec("x = 41")
+    for command, state in (("pause", "paused"), ("stop", "stopped"), ("rm", "removed")):
+        code, out, err = run(capsys, "cells", command, "tester")
+        assert code == 0, err
+        assert out == f"the cell of tester is {state}\n"
+        with Client(api_key=api_key) as client:  # the next call wakes or recreates it
+            assert client.exec("print(1)").stdout == "1\n"
+    code, _, err = run(capsys, "cells", "pause", "nobody")
+    assert code == 1
+    assert "agentcell users ls" in err
+    code, out, err = run(capsys, "users", "key", "tester")
+    assert code == 0, err
+    new_key = re.search(r"shown only now\): (\S+)", out)
+    assert new_key, out
+    with Client(api_key=new_key[1]) as client:
+        assert client.me().name == "tester"
+    with Client(api_key=api_key) as old, pytest.raises(AgentcellError) as refused:
+        old.me()
+    assert refused.value.status_code == 401
+    with Client(api_key=new_key[1]) as client:
+        newest = client.rotate_key()  # a user rotates their own
+    with Client(api_key=newest) as client:
+        assert client.me().name == "tester"
+
+
 def test_serve_prints_a_command_that_works() -> None:
     """Not on PATH: the first screen names the full path of the running agentcell."""
     agentcell = Path(sys.executable).with_name("agentcell")

@@ -1,5 +1,6 @@
 """``agentcell whoami`` (whose key this is) and, with the admin token, ``agentcell cells
-ls|reap``: every cell of the server, and applying the idle tiers now."""
+ls|reap|pause|stop|rm``: every cell of the server, the idle tiers applied now, and one user's
+idle cell put down now."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from agentcell.cli._common import Commands, connect, group
 from agentcell.cli._output import out, print_table, when
+from agentcell.cli.users import find_user
 from agentcell.config import Settings
 
 
@@ -24,6 +26,14 @@ def add_cells(groups: Commands) -> None:
     ls.set_defaults(handler=_cells_ls)
     reap = cmds.add_parser("reap", help="pause, stop or remove idle cells now")
     reap.set_defaults(handler=_cells_reap)
+    for action, name, text in (
+        ("pause", "pause", "pause a user's idle cell now (its memory kept)"),
+        ("stop", "stop", "stop a user's idle cell now"),
+        ("remove", "rm", "remove a user's idle cell now (the workspace kept)"),
+    ):
+        one = cmds.add_parser(name, help=text)
+        one.add_argument("user", metavar="NAME|ID")
+        one.set_defaults(handler=_cells_put_down, action=action)
 
 
 def _whoami(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,6 +60,14 @@ def _cells_ls(args: argparse.Namespace, settings: Settings) -> int:
             when(c.created_at),
         )
     print_table(table)
+    return 0
+
+
+def _cells_put_down(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(args, settings, admin=True) as client:
+        user = find_user(client, args.user)
+        state = client.admin_cell(user.id, args.action)
+    out().print(f"the cell of {escape(user.name)} is {state}")
     return 0
 
 

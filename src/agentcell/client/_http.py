@@ -23,6 +23,7 @@ from agentcell.config import ClientSettings
 from agentcell.errors import AgentcellError, RateLimited, ServerUnreachable, error_class
 from agentcell.schemas import (
     AdminCell,
+    AdminCellState,
     AdminNetwork,
     AuditPage,
     CellDesktop,
@@ -42,6 +43,7 @@ from agentcell.schemas import (
     Me,
     MessagePublic,
     NetworkPolicy,
+    NewKey,
     PortToken,
     ReapResult,
     SchedulePublic,
@@ -263,6 +265,17 @@ class Api:
     @staticmethod
     def users_add(name: str) -> Call[UserCreated]:
         return Call("POST", "/v1/users", _model(UserCreated), "admin", json={"name": name})
+
+    @staticmethod
+    def user_key(user_id: str) -> Call[NewKey]:
+        return Call("POST", f"/v1/users/{quote(user_id, safe='')}/key", _model(NewKey), "admin")
+
+    my_key = Call("POST", "/v1/me/key", _model(NewKey))
+
+    @staticmethod
+    def admin_cell(user_id: str, action: str) -> Call[AdminCellState]:
+        path = f"/v1/admin/cells/{quote(user_id, safe='')}/{action}"
+        return Call("POST", path, _model(AdminCellState), "admin", long=True)
 
     @staticmethod
     def users_rm(user_id: str, delete_workspace: bool) -> Call[None]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -388,6 +388,18 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
 
     async def admin_reap(self) -> ReapResult:
         return await self._send(Api.admin_reap)
+
+    async def admin_cell(self, user_id: str, action: Literal["pause", "stop", "remove"]) -> str:
+        """Pause, stop or remove a user's idle cell now (the workspace kept); its new state."""
+        return (await self._send(Api.admin_cell(user_id, action))).state
+
+    async def user_key(self, user_id: str) -> str:
+        """A new API key for the user (shown once); their old key and sign-ins stop working."""
+        return (await self._send(Api.user_key(user_id))).api_key
+
+    async def rotate_key(self) -> str:
+        """A new API key for you (shown once); the one this client holds stops working."""
+        return (await self._send(Api.my_key)).api_key
 
     async def healthz(self) -> Health:
         return await self._send(Api.healthz)

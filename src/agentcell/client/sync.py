@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -413,6 +413,18 @@ class Client(BaseClient[httpx.Client]):
 
     def admin_reap(self) -> ReapResult:
         return self._send(Api.admin_reap)
+
+    def admin_cell(self, user_id: str, action: Literal["pause", "stop", "remove"]) -> str:
+        """Pause, stop or remove a user's idle cell now (the workspace kept); its new state."""
+        return (self._send(Api.admin_cell(user_id, action))).state
+
+    def user_key(self, user_id: str) -> str:
+        """A new API key for the user (shown once); their old key and sign-ins stop working."""
+        return (self._send(Api.user_key(user_id))).api_key
+
+    def rotate_key(self) -> str:
+        """A new API key for you (shown once); the one this client holds stops working."""
+        return (self._send(Api.my_key)).api_key
 
     def healthz(self) -> Health:
         return self._send(Api.healthz)
