@@ -40,10 +40,11 @@ async def test_status_ensure_restart_remove(cells: CellService) -> None:
     assert ensured.owner == "alice"
     assert ensured.state is CellState.RUNNING
     assert plain(ensured) == ensured
-    status = await cells.status("alice")
+    assert await cells.status("alice") == ensured  # no usage read unless asked for
+    status = await cells.status("alice", usage=True)
     assert status is not None
     assert dataclasses.replace(status, memory_bytes=None, storage_bytes=None) == ensured
-    assert status.memory_bytes is not None  # status() reads the usage; ensure() does not
+    assert status.memory_bytes is not None
     assert status.memory_bytes > 1 << 20
     restarted = await cells.restart("alice")
     assert restarted.cell_id == ensured.cell_id  # the same workspace

@@ -93,20 +93,20 @@ class LocalCells(CellService):
     async def ensure(self, owner: str) -> CellStatus:
         return status_of(await self.manager.ensure(owner))
 
-    async def status(self, owner: str) -> CellStatus | None:
+    async def status(self, owner: str, *, usage: bool = False) -> CellStatus | None:
         cell = self.manager.get(owner)
-        if cell is None:
-            return None
+        if cell is None or not usage:
+            return None if cell is None else status_of(cell)
         backend, running = self.manager.backend, cell.state is CellState.RUNNING
 
-        def usage() -> CellStatus:  # a cgroup file and a statvfs: well under a millisecond
+        def read() -> CellStatus:  # a cgroup file and a statvfs: well under a millisecond
             return dataclasses.replace(
                 status_of(cell),
                 memory_bytes=backend.memory_bytes(cell.container_id) if running else None,
                 storage_bytes=backend.storage_used_bytes(cell.cell_id),
             )
 
-        return await asyncio.to_thread(usage)
+        return await asyncio.to_thread(read)
 
     async def restart(self, owner: str) -> CellStatus:
         return status_of(await self.manager.restart(owner))

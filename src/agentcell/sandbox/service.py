@@ -50,9 +50,9 @@ class CellStatus:
     active: int  # calls and streams in flight
     created_at: float  # unix seconds
     last_active_at: float
-    # Usage, read by status() and overview() (None: unknown, or not running).
+    # Usage, read by status(usage=True) and overview() (None: unknown, or not running).
     memory_bytes: int | None = None  # in use, without page cache
-    storage_bytes: int | None = None  # the workspace's volume holds (status() only)
+    storage_bytes: int | None = None  # the workspace's volume holds (status only)
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,9 @@ class CellService(Protocol):
         """The owner's cell, created or woken: running when this returns."""
         ...
 
-    async def status(self, owner: str) -> CellStatus | None:
-        """The owner's cell as it is; changes nothing. ``None``: the owner has no cell."""
+    async def status(self, owner: str, *, usage: bool = False) -> CellStatus | None:
+        """The owner's cell as it is; changes nothing. ``None``: the owner has no cell. With
+        ``usage``, its memory and storage in use too (a cgroup file, a statvfs)."""
         ...
 
     async def restart(self, owner: str) -> CellStatus:

@@ -134,7 +134,8 @@ class Cells:
         return stream
 
     async def status(self, owner: str) -> CellStatus:
-        cell, profile = await self.service.status(owner), await self.service.profile()
+        cell = await self.service.status(owner, usage=True)
+        profile = await self.service.profile()
         return CellStatus(
             state=cell.state.value if cell else "none",
             image=profile.image,
