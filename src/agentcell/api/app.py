@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentcell import __version__
 from agentcell.api import errors, mcp
 from agentcell.api.auth import ensure_admin_token
+from agentcell.api.fastexec import FastExec
 from agentcell.api.gate import RateGate
 from agentcell.api.metrics import Metrics, MetricsMiddleware
 from agentcell.api.routes import (
@@ -191,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", page.static_files(), name="static")  # the web page's own files
     app.state.mcp = mcp.endpoint()
     app.add_route(mcp.PATH, app.state.mcp.door, include_in_schema=False)  # MCP over HTTP
+    app.add_middleware(FastExec)  # innermost: inside every middleware of ours, as a route is
     app.add_middleware(SecurityHeaders)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_code_bytes + BODY_SLACK)

@@ -47,7 +47,7 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=sent)
 
 
-async def _agentcell_error(_: Request, exc: Exception) -> JSONResponse:
+async def agentcell_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentcellError)
     if exc.status_code >= 500 and not isinstance(exc, ModelNotConfigured):  # said at start
         log.error("%s: %s", type(exc).__name__, exc)
@@ -127,7 +127,7 @@ async def _client_gone(request: Request, _: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.add_exception_handler(AgentcellError, _agentcell_error)
+    app.add_exception_handler(AgentcellError, agentcell_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
