@@ -23,6 +23,12 @@ def add_serve(groups: Commands) -> None:
     serve.add_argument("--host", help="address to listen on (default: AGENTCELL_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: AGENTCELL_PORT, 8000)")
     serve.add_argument("--data-dir", type=Path, help="default: AGENTCELL_DATA_DIR")
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every HTTP request (off: /metrics counts them and the audit log keeps what "
+        "users did, and a line per request costs the hot path a good part of its time)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -41,7 +47,7 @@ def _serve(args: argparse.Namespace, _settings: Settings) -> int:
         token, created = ensure_admin_token(settings)
         _first_screen(settings, token, created)
         logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
-        config = uvicorn.Config(create_app(settings), log_level="info")
+        config = uvicorn.Config(create_app(settings), log_level="info", access_log=args.access_log)
         # uvicorn re-raises Ctrl-C after its clean shutdown; uvicorn.run swallows it too
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run(sockets=[sock])

@@ -149,11 +149,12 @@ class AuditTrail(Tables):
                 self._unwritten.pop(event.get("ref") or "", None)
             try:
                 async with self._session() as session:
-                    # One executemany, not the ORM's unit of work: this is the hot path.
+                    # One executemany on the table, past the ORM (even its bulk insert): this
+                    # is the hot path, a row or two for every exec.
+                    conn = await session.connection()
                     if batch:
-                        await session.execute(insert(AuditEvent), batch)
+                        await conn.execute(insert(_AUDIT), batch)
                     if ends:  # after the inserts: an exec's start may be in this batch
-                        conn = await session.connection()
                         await conn.execute(_END_EXEC, ends)
                     await session.commit()
             except StoreUnavailable as exc:
