@@ -46,6 +46,9 @@ def start_server(
     ``limited`` (latency is measured here, not the limiter, except in the neighbour row)."""
     env = {
         **os.environ,
+        # Admission counts each cell at its limit (512 MiB): 46 here, fewer than the crowd.
+        # Idle cells use ~17 MiB; what is measured is latency, not admission.
+        "AGENTCELL_HOST_MEMORY_MB": "1000000",
         **(extra_env or {}),
         "AGENTCELL_DATA_DIR": str(data_dir),
         "AGENTCELL_INSTANCE_ID": f"bench-api-{os.getpid()}",
