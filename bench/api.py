@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import socket
@@ -104,6 +105,25 @@ def warm_exec(client: httpx.Client, key: str, n: int) -> list[float]:
     return samples
 
 
+def warm_exec_stdlib(port: int, key: str, n: int) -> list[float]:
+    """As ``warm_exec``, with the standard library's keep-alive client: httpx's own work per
+    request (~1 ms here) is not the server's."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = json.dumps({"code": "print(1)"})
+    samples = []
+    try:
+        for _ in range(n + 1):  # the first one connects
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/cell/exec", body, headers)
+            answer = conn.getresponse().read()
+            samples.append((time.perf_counter() - t0) * 1000)
+            assert json.loads(answer)["stdout"] == "1\n", answer
+    finally:
+        conn.close()
+    return samples[1:]
+
+
 async def crowd(url: str, keys: list[str], execs: int) -> tuple[list[float], list[str]]:
     """Every user at once, each running ``execs`` in a row. aiohttp, not httpx: at 50
     concurrent requests httpx's own overhead on this 2-core machine was most of the latency."""
@@ -156,6 +176,11 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
         if count >= q * total:
             return f"≤ {bound * 1000:g}"
     return "?"
+
+
+def server_quantiles(before: dict[float, float], after: dict[float, float]) -> str:
+    p50, p99 = bucket_quantile(before, after, 0.5), bucket_quantile(before, after, 0.99)
+    return f"server side p50 {p50}, p99 {p99} ms"
 
 
 class PeakRss:
@@ -351,6 +376,9 @@ def main(quick: bool) -> None:
                 ]
                 console.print("warm exec through HTTP…")
                 http = warm_exec(client, keys[0], n)
+                before = exec_buckets(client)
+                stdlib = warm_exec_stdlib(port, keys[0], n)
+                stdlib_server = server_quantiles(before, exec_buckets(client))
                 cells = client.get("/v1/admin/cells", headers=admin).json()
                 console.print("docker exec baseline…")
                 base = docker_exec_baseline(cells[0]["container_id"], 20 if quick else 50)
@@ -366,10 +394,7 @@ def main(quick: bool) -> None:
                 before = exec_buckets(client)
                 crowd_ms, errors = asyncio.run(crowd(url, keys[1:], 20))
                 after = exec_buckets(client)
-                server_side = (
-                    f"server side p50 {bucket_quantile(before, after, 0.5)}, "
-                    f"p99 {bucket_quantile(before, after, 0.99)} ms"
-                )
+                server_side = server_quantiles(before, after)
             with httpx.Client(base_url=url, timeout=120) as client:
                 remove_users(client, admin)
         finally:
@@ -385,7 +410,8 @@ def main(quick: bool) -> None:
     b50 = pct(base, 0.5)
     for name, samples, target, note in (
         ("baseline: docker exec … print(1)", base, "", ""),
-        ("warm exec through HTTP", http, "p50 ≤ 1, p99 ≤ 5", "best peer here 18.5"),
+        ("warm exec through HTTP (httpx)", http, "p50 ≤ 1, p99 ≤ 5", "best peer here 18.5"),
+        ("warm exec through HTTP (http.client)", stdlib, "p50 ≤ 1, p99 ≤ 5", stdlib_server),
         (
             f"{users} users × 20 execs at once, HTTP",
             crowd_ms,
