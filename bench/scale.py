@@ -288,9 +288,11 @@ def per_cell_cost(rows: list[CellsRow]) -> float:
 
 def cells_curve(server: Server, targets: list[int], base_used: float) -> tuple[list[CellsRow], str]:
     rows: list[CellsRow] = []
+    measured = 0  # users with a cell at the last row (a row's own count is of running cells)
     for target in targets:
         stop = grow(server, target, per_cell_cost(rows))
-        if len(server.keys) > (rows[-1].cells if rows else 0):
+        if len(server.keys) > measured:
+            measured = len(server.keys)
             console.print(f"  {len(server.keys)} idle cells: measuring…")
             rows.append(measure_cells(server, base_used))
         if stop:
