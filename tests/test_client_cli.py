@@ -724,7 +724,9 @@ def test_image_prune_removes_old_images_no_container_uses(
     for name in ("old", "used"):
         dockerfile = f"FROM {minimal_image}\nLABEL agentcell.test.prune={RUN_ID} which={name}\n"
         image, _ = docker_client.images.build(
-            fileobj=io.BytesIO(dockerfile.encode()), tag=f"{REPOSITORY}:prune-{RUN_ID}-{name}"
+            fileobj=io.BytesIO(dockerfile.encode()),
+            tag=f"{REPOSITORY}:prune-{RUN_ID}-{name}",
+            rm=True,  # no intermediate containers left behind
         )
         made[name] = image.id
     container = docker_client.containers.create(made["used"], labels={TEST_LABEL: RUN_ID})
