@@ -111,12 +111,14 @@ def test_serve_on_a_busy_port_fails_first_and_leaves_nothing(
     assert not any(point.startswith(str(data)) for point in mount_points())
 
 
+@pytest.mark.parametrize("access_log", [False, True])
 def test_serve_serves_and_its_stop_leaves_no_pool_cell_or_mount(
-    tmp_path: Path, minimal_image: str, docker_client: docker.DockerClient
+    tmp_path: Path, minimal_image: str, docker_client: docker.DockerClient, access_log: bool
 ) -> None:
     data = tmp_path / "data"
     port = free_port()
     cmd = [AGENTCELL, "serve", "--port", str(port), "--data-dir", str(data)]
+    cmd += ["--access-log"] if access_log else []
     instance = Settings(data_dir=data).instance
     label = {"label": f"{LABEL_INSTANCE}={instance}"}
     with subprocess.Popen(
@@ -132,6 +134,8 @@ def test_serve_serves_and_its_stop_leaves_no_pool_cell_or_mount(
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+        printed = proc.stdout.read().decode() if proc.stdout else ""
+    assert ("GET /healthz HTTP/1.1" in printed) is access_log  # a line per request when asked
     assert docker_client.containers.list(all=True, filters=label) == []
     assert not any(point.startswith(str(data)) for point in mount_points())
 

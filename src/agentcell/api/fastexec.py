@@ -77,18 +77,27 @@ class FastExec:
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, user: User, call: ExecCall
     ) -> None:
-        services: Services = scope["app"].state.services
         request = Request(scope, receive)
         try:
-            result = await unless_disconnected(request, services.execs.run(user.id, call))
+            answer = await exec_as_json(request, scope["app"].state.services, user.id, call)
         except AgentcellError as exc:
             await (await agentcell_error(request, exc))(scope, receive, send)
             return
-        if result is None:
+        if answer is None:
             await Response(status_code=CLIENT_CLOSED)(scope, receive, send)
             return
-        answer = ExecResponse.model_validate(result, from_attributes=True).model_dump_json()
-        await Response(answer, media_type="application/json")(scope, receive, send)
+        await Response(answer.model_dump_json(), media_type="application/json")(
+            scope, receive, send
+        )
+
+
+async def exec_as_json(
+    request: Request, services: Services, user_id: str, call: ExecCall
+) -> ExecResponse | None:
+    """The exec's whole answer, as the route and the fast path both give it; None when the
+    client hung up first, which stops the code in the cell (as a closed stream does)."""
+    result = await unless_disconnected(request, services.execs.run(user_id, call))
+    return None if result is None else ExecResponse.model_validate(result, from_attributes=True)
 
 
 def _wants_stream(scope: Scope) -> bool:

@@ -7,9 +7,10 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Request, Response
 
 from agentcell.api.deps import CurrentUser, ServicesDep, SettingsDep
+from agentcell.api.fastexec import exec_as_json
 from agentcell.api.schemas import ExecRequest
 from agentcell.api.sse import SSE_HEADERS, sse
-from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse, unless_disconnected
+from agentcell.api.streams import CLIENT_CLOSED, TimedStreamingResponse
 from agentcell.errors import AgentcellError
 from agentcell.executor.protocol import Exit, Output
 from agentcell.schemas import CellProcess, CellPublic, ExecResponse, ExitEvent, Limits
@@ -72,11 +73,10 @@ async def exec_code(
     ``stdout``/``stderr`` events, then ``exit`` (or ``error``)."""
     call = ExecCall(**body.model_dump())
     if "text/event-stream" not in request.headers.get("accept", ""):
-        # A client that hangs up stops the code, as a closed stream does.
-        result = await unless_disconnected(request, services.execs.run(user.id, call))
-        if result is None:
+        answer = await exec_as_json(request, services, user.id, call)
+        if answer is None:
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the metrics do
-        return ExecResponse.model_validate(result, from_attributes=True)
+        return answer
     stream = await services.execs.stream(user.id, call)
     return TimedStreamingResponse(
         _event_stream(stream.items),
